@@ -1,0 +1,1676 @@
+/* fastexec pool: the work queue, the workers, idle accounting, and the
+ * completion of futures.
+ *
+ * Two objects make a pool.  `Pool` is the executor users hold (the C base of
+ * fastexec.ThreadPoolExecutor); `_Core` holds the queue and is what worker
+ * threads reference.  Workers never hold the executor, so an executor that is
+ * dropped without shutdown() is collected, and its dealloc tells the core to
+ * let its workers finish the queue and exit, as the stdlib's weakref callback
+ * does.  See fastexec.h for the locking rules.
+ */
+#include "fastexec.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <structmember.h>
+
+/* A worker waiting for work: an entry of the core's idle stack.  Lives on the
+ * worker's C stack for the worker's whole life. Guarded by core->mu. */
+typedef struct fe_worker {
+    pthread_cond_t cv;
+    struct fe_worker *prev, *next;
+    int woken;                    /* set by the thread that popped it */
+} fe_worker;
+
+typedef struct {
+    PyObject_HEAD
+    fe_state *st;
+    PyObject *module;             /* keeps `st` alive */
+
+    pthread_mutex_t mu;           /* guards everything below up to stats */
+    fe_job *head, *tail;          /* FIFO of jobs waiting for a worker */
+    Py_ssize_t nqueued;
+    fe_worker *idle;              /* LIFO stack of waiting workers */
+    int nidle;
+    int nthreads;                 /* workers started and not yet exiting */
+    int nrunning;                 /* jobs in a worker's hands */
+    int max_workers;
+    int shutdown;                 /* no new work; workers leave when queue empty */
+    int broken;                   /* an initializer failed */
+    Py_ssize_t next_index;        /* suffix of the next thread's name */
+    unsigned long long completed, failed, cancelled;
+
+    /* Set once by _setup, read-only after (so read without the mutex). */
+    double idle_timeout;          /* seconds; <= 0 means never */
+    PyObject *initializer;        /* or NULL */
+    PyObject *initargs;           /* tuple */
+    PyObject *prefix;             /* str: thread name prefix */
+    PyObject *threads;            /* the executor's _threads set */
+    PyObject *broken_msg;         /* str once broken */
+    int configured;
+    PyObject *weakreflist;        /* fastexec's registry of live pools */
+} fe_core;
+
+typedef struct {
+    PyObject_HEAD
+    fe_core *core;                /* never NULL after tp_new */
+} fe_pool;
+
+static const char BROKEN_MSG[] =
+    "A thread initializer failed, the thread pool is not usable anymore";
+
+/* ---------------------------------------------------------------- jobs */
+
+fe_job *
+fe_job_new(void)
+{
+    fe_job *job = PyMem_Calloc(1, sizeof(fe_job));
+    if (job == NULL)
+        PyErr_NoMemory();
+    return job;
+}
+
+void
+fe_job_free(fe_job *job)
+{
+    Py_XDECREF(job->fn);
+    Py_XDECREF(job->args);
+    Py_XDECREF(job->kwargs);
+    Py_XDECREF(job->ctx);
+    Py_XDECREF(job->future);
+    Py_XDECREF(job->loop);
+    Py_XDECREF((PyObject *)job->chan);
+    Py_XDECREF(job->value);
+    if (job->batch != NULL) {
+        extern void fe_batch_decref(struct fe_mapbatch *);
+        fe_batch_decref(job->batch);
+    }
+    PyMem_Free(job);
+}
+
+int
+fe_job_traverse(fe_job *job, visitproc visit, void *arg)
+{
+    Py_VISIT(job->fn);
+    Py_VISIT(job->args);
+    Py_VISIT(job->kwargs);
+    Py_VISIT(job->ctx);
+    Py_VISIT(job->future);
+    Py_VISIT(job->loop);
+    Py_VISIT((PyObject *)job->chan);
+    Py_VISIT(job->value);
+    return 0;
+}
+
+/* Call the job's function; a new reference, or NULL with an exception set. */
+static PyObject *
+job_call(fe_job *job)
+{
+    PyObject *res;
+    if (job->ctx != NULL) {
+        if (PyContext_Enter(job->ctx) < 0)
+            return NULL;
+    }
+    res = PyObject_Call(job->fn, job->args, job->kwargs);
+    if (job->ctx != NULL) {
+        PyObject *exc = res == NULL ? fe_fetch_exception() : NULL;
+        if (PyContext_Exit(job->ctx) < 0) {
+            /* Only fails if the context was not entered: cannot happen. */
+            PyErr_WriteUnraisable(job->ctx);
+        }
+        if (exc != NULL) {
+            fe_raise(exc);
+            Py_DECREF(exc);
+        }
+    }
+    return res;
+}
+
+/* ------------------------------------------------------------ map batch */
+
+/* The shared state of one map() call: its results, filled in by workers and
+ * taken in order by the iterator.  Refcounted by the iterator and the jobs
+ * (under `mu`); freed with the GIL. */
+enum { ITEM_PENDING = 0, ITEM_OK = 1, ITEM_ERROR = 2, ITEM_CANCELLED = 3 };
+
+typedef struct fe_mapbatch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    Py_ssize_t refcnt;
+    Py_ssize_t n;                 /* items submitted */
+    Py_ssize_t cap;
+    PyObject **values;            /* owned results/exceptions, by index */
+    unsigned char *status;
+    Py_ssize_t waiting_for;       /* index the iterator sleeps on, or -1 */
+    int abandoned;                /* iterator gone or failed: skip the rest */
+} fe_mapbatch;
+
+static fe_mapbatch *
+batch_new(void)
+{
+    fe_mapbatch *b = PyMem_Calloc(1, sizeof(fe_mapbatch));
+    if (b == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    if (pthread_mutex_init(&b->mu, NULL) != 0) {
+        PyMem_Free(b);
+        PyErr_SetString(PyExc_OSError, "pthread_mutex_init failed");
+        return NULL;
+    }
+    if (fe_cond_init(&b->cv) < 0) {
+        pthread_mutex_destroy(&b->mu);
+        PyMem_Free(b);
+        PyErr_SetString(PyExc_OSError, "pthread_cond_init failed");
+        return NULL;
+    }
+    b->refcnt = 1;
+    b->waiting_for = -1;
+    return b;
+}
+
+static void
+batch_incref(fe_mapbatch *b)
+{
+    pthread_mutex_lock(&b->mu);
+    b->refcnt++;
+    pthread_mutex_unlock(&b->mu);
+}
+
+void
+fe_batch_decref(fe_mapbatch *b)
+{
+    pthread_mutex_lock(&b->mu);
+    Py_ssize_t left = --b->refcnt;
+    pthread_mutex_unlock(&b->mu);
+    if (left > 0)
+        return;
+    for (Py_ssize_t i = 0; i < b->n; i++)
+        Py_XDECREF(b->values[i]);
+    PyMem_Free(b->values);
+    PyMem_Free(b->status);
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+    PyMem_Free(b);
+}
+
+/* Reserve slot n (called while map() is submitting, GIL held). */
+static int
+batch_grow(fe_mapbatch *b)
+{
+    int rc = 0;
+    pthread_mutex_lock(&b->mu);
+    if (b->n == b->cap) {
+        Py_ssize_t cap = b->cap ? b->cap * 2 : 16;
+        PyObject **v = PyMem_Realloc(b->values, cap * sizeof(PyObject *));
+        if (v != NULL)
+            b->values = v;
+        unsigned char *s = v ? PyMem_Realloc(b->status, cap) : NULL;
+        if (s != NULL) {
+            b->status = s;
+            b->cap = cap;
+        }
+        else
+            rc = -1;
+    }
+    if (rc == 0) {
+        b->values[b->n] = NULL;
+        b->status[b->n] = ITEM_PENDING;
+        b->n++;
+    }
+    pthread_mutex_unlock(&b->mu);
+    if (rc < 0)
+        PyErr_NoMemory();
+    return rc;
+}
+
+/* Settle item i (steals `value`); wakes the iterator if it waits for i. */
+static void
+batch_settle(fe_mapbatch *b, Py_ssize_t i, int status, PyObject *value)
+{
+    pthread_mutex_lock(&b->mu);
+    assert(b->status[i] == ITEM_PENDING);
+    b->status[i] = (unsigned char)status;
+    b->values[i] = value;
+    if (b->waiting_for == i)
+        pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static int
+batch_abandoned(fe_mapbatch *b)
+{
+    pthread_mutex_lock(&b->mu);
+    int a = b->abandoned;
+    pthread_mutex_unlock(&b->mu);
+    return a;
+}
+
+/* ------------------------------------------------------------- the core */
+
+#define CORE_ST(core) ((core)->st)
+
+static inline void
+queue_push(fe_core *c, fe_job *job)
+{
+    job->next = NULL;
+    if (c->tail == NULL) {
+        assert(c->head == NULL);
+        c->head = job;
+    }
+    else
+        c->tail->next = job;
+    c->tail = job;
+    c->nqueued++;
+}
+
+static inline fe_job *
+queue_pop(fe_core *c)
+{
+    fe_job *job = c->head;
+    if (job != NULL) {
+        c->head = job->next;
+        if (c->head == NULL)
+            c->tail = NULL;
+        job->next = NULL;
+        c->nqueued--;
+    }
+    assert((c->head == NULL) == (c->nqueued == 0));
+    return job;
+}
+
+static inline void
+idle_push(fe_core *c, fe_worker *w)
+{
+    w->prev = NULL;
+    w->next = c->idle;
+    if (c->idle != NULL)
+        c->idle->prev = w;
+    c->idle = w;
+    c->nidle++;
+}
+
+static inline void
+idle_remove(fe_core *c, fe_worker *w)
+{
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else {
+        assert(c->idle == w);
+        c->idle = w->next;
+    }
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+    c->nidle--;
+}
+
+/* Wake the most recently idle worker (LIFO: its cache is warm, and the
+ * others stay asleep long enough to reach idle_timeout). mu held. */
+static inline int
+wake_one(fe_core *c)
+{
+    fe_worker *w = c->idle;
+    if (w == NULL)
+        return 0;
+    idle_remove(c, w);
+    w->woken = 1;
+    pthread_cond_signal(&w->cv);
+    return 1;
+}
+
+static void
+wake_all_locked(fe_core *c)
+{
+    while (wake_one(c))
+        ;
+}
+
+static int
+core_should_exit(fe_core *c)
+{
+    return c->head == NULL &&
+           (c->shutdown || c->broken || fe_interpreter_shutdown(c->st));
+}
+
+/* Start one worker thread (a threading.Thread running core._worker).  Called
+ * with the GIL, without mu, after nthreads was raised for it. */
+static int
+spawn_worker(fe_core *c)
+{
+    fe_state *st = c->st;
+    Py_ssize_t index;
+    pthread_mutex_lock(&c->mu);
+    index = c->next_index++;
+    pthread_mutex_unlock(&c->mu);
+
+    PyObject *name = PyUnicode_FromFormat("%U_%zd", c->prefix, index);
+    if (name == NULL)
+        return -1;
+    PyObject *target = PyObject_GetAttr((PyObject *)c, st->s_worker);
+    if (target == NULL) {
+        Py_DECREF(name);
+        return -1;
+    }
+    PyObject *kwargs = Py_BuildValue("{OOOO}", st->s_name, name,
+                                     st->s_target, target);
+    Py_DECREF(name);
+    Py_DECREF(target);
+    if (kwargs == NULL)
+        return -1;
+    PyObject *empty = PyTuple_New(0);
+    if (empty == NULL) {
+        Py_DECREF(kwargs);
+        return -1;
+    }
+    PyObject *t = PyObject_Call(st->Thread, empty, kwargs);
+    Py_DECREF(empty);
+    Py_DECREF(kwargs);
+    if (t == NULL)
+        return -1;
+    /* Added before start: a worker that exits at once (idle_timeout)
+     * discards itself, and must find itself there. */
+    if (PySet_Add(c->threads, t) < 0) {
+        Py_DECREF(t);
+        return -1;
+    }
+    PyObject *r = PyObject_CallMethodNoArgs(t, st->s_start);
+    if (r == NULL) {
+        PyObject *exc = fe_fetch_exception();
+        if (PySet_Discard(c->threads, t) < 0)
+            PyErr_WriteUnraisable(c->threads);
+        fe_raise(exc);
+        Py_DECREF(exc);
+        Py_DECREF(t);
+        return -1;
+    }
+    Py_DECREF(r);
+    Py_DECREF(t);
+    return 0;
+}
+
+/* Raise the stdlib's error for a pool that takes no work; mu held by caller
+ * is NOT required (flags are read under it by the caller). */
+static void
+raise_not_accepting(fe_core *c, int broken, int shutdown)
+{
+    fe_state *st = c->st;
+    if (broken) {
+        PyObject *msg = c->broken_msg ? c->broken_msg : NULL;
+        if (msg)
+            PyErr_SetObject(st->BrokenThreadPool, msg);
+        else
+            PyErr_SetString(st->BrokenThreadPool, BROKEN_MSG);
+    }
+    else if (shutdown)
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot schedule new futures after shutdown");
+    else
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot schedule new futures after "
+                        "interpreter shutdown");
+}
+
+/* Queue a job and see that a worker will run it: wake an idle one, or start
+ * one if below max_workers.  On error the job is freed (if it never entered
+ * the queue) and -1 returned. GIL held. */
+static int
+core_enqueue(fe_core *c, fe_job *job)
+{
+    int spawn = 0;
+    pthread_mutex_lock(&c->mu);
+    int broken = c->broken, shutdown = c->shutdown;
+    if (broken || shutdown || fe_interpreter_shutdown(c->st)) {
+        pthread_mutex_unlock(&c->mu);
+        fe_job_free(job);
+        raise_not_accepting(c, broken, shutdown);
+        return -1;
+    }
+    queue_push(c, job);
+    if (!wake_one(c) && c->nthreads < c->max_workers) {
+        c->nthreads++;
+        spawn = 1;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (spawn && spawn_worker(c) < 0) {
+        pthread_mutex_lock(&c->mu);
+        c->nthreads--;
+        pthread_mutex_unlock(&c->mu);
+        /* As the stdlib: the job stays queued for the other workers, the
+         * error reaches the caller. */
+        return -1;
+    }
+    return 0;
+}
+
+/* Cancel a job that never ran (shutdown(cancel_futures=True)). GIL held. */
+static void
+job_cancel(fe_core *c, fe_job *job)
+{
+    fe_state *st = c->st;
+    switch (job->kind) {
+    case JOB_CF: {
+        PyObject *r = PyObject_CallMethodNoArgs(job->future, st->s_cancel);
+        if (r == NULL)
+            PyErr_WriteUnraisable(job->future);
+        Py_XDECREF(r);
+        fe_job_free(job);
+        break;
+    }
+    case JOB_ASYNC:
+        Py_CLEAR(job->fn);
+        Py_CLEAR(job->args);
+        Py_CLEAR(job->kwargs);
+        job->outcome = OUT_CANCEL;
+        fe_channel_post(st, job);
+        break;
+    case JOB_MAP:
+        Py_INCREF(st->CancelledError);  /* placeholder value, never raised as is */
+        batch_settle(job->batch, job->index, ITEM_CANCELLED, st->CancelledError);
+        fe_job_free(job);
+        break;
+    }
+}
+
+/* Fail a job that never ran with `exc` (the initializer broke the pool). */
+static void
+job_fail(fe_core *c, fe_job *job, PyObject *exc)
+{
+    fe_state *st = c->st;
+    switch (job->kind) {
+    case JOB_CF: {
+        PyObject *r = PyObject_CallMethodOneArg(job->future, st->s_set_exception, exc);
+        if (r == NULL)
+            PyErr_WriteUnraisable(job->future);
+        Py_XDECREF(r);
+        fe_job_free(job);
+        break;
+    }
+    case JOB_ASYNC:
+        job->outcome = OUT_EXCEPTION;
+        job->value = Py_NewRef(exc);
+        fe_channel_post(st, job);
+        break;
+    case JOB_MAP:
+        batch_settle(job->batch, job->index, ITEM_ERROR, Py_NewRef(exc));
+        fe_job_free(job);
+        break;
+    }
+}
+
+/* Outcome of a job in a worker's hands, to count at the next lock. */
+enum { DONE_NOTHING, DONE_OK, DONE_FAILED, DONE_CANCELLED };
+
+/* Run one job, deliver its outcome, free it.  GIL held. Returns a DONE_*. */
+static int
+core_run_job(fe_core *c, fe_job *job)
+{
+    fe_state *st = c->st;
+    PyObject *res, *r;
+    int done;
+
+    switch (job->kind) {
+    case JOB_CF:
+        r = PyObject_CallMethodNoArgs(job->future, st->s_set_running_or_notify_cancel);
+        if (r == NULL) {
+            /* The future was already running or done: someone else owns it. */
+            PyErr_WriteUnraisable(job->future);
+            fe_job_free(job);
+            return DONE_CANCELLED;
+        }
+        if (r == Py_False) {
+            Py_DECREF(r);
+            fe_job_free(job);
+            return DONE_CANCELLED;
+        }
+        Py_DECREF(r);
+        res = job_call(job);
+        if (res != NULL) {
+            r = PyObject_CallMethodOneArg(job->future, st->s_set_result, res);
+            Py_DECREF(res);
+            done = DONE_OK;
+        }
+        else {
+            PyObject *exc = fe_fetch_exception();
+            r = PyObject_CallMethodOneArg(job->future, st->s_set_exception, exc);
+            Py_DECREF(exc);
+            done = DONE_FAILED;
+        }
+        if (r == NULL)
+            PyErr_WriteUnraisable(job->future);
+        Py_XDECREF(r);
+        fe_job_free(job);
+        return done;
+
+    case JOB_ASYNC:
+        /* Cancelled while queued: don't run it (as the stdlib, whose
+         * wrap_future cancels the concurrent future it waits on). */
+        r = PyObject_CallMethodNoArgs(job->future, st->s_done);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(job->future);
+            fe_job_free(job);
+            return DONE_CANCELLED;
+        }
+        if (r == Py_True) {
+            Py_DECREF(r);
+            fe_job_free(job);
+            return DONE_CANCELLED;
+        }
+        Py_DECREF(r);
+        res = job_call(job);
+        Py_CLEAR(job->fn);
+        Py_CLEAR(job->args);
+        Py_CLEAR(job->kwargs);
+        Py_CLEAR(job->ctx);
+        if (res != NULL) {
+            job->outcome = OUT_RESULT;
+            job->value = res;
+            done = DONE_OK;
+        }
+        else {
+            job->outcome = OUT_EXCEPTION;
+            job->value = fe_fetch_exception();
+            done = DONE_FAILED;
+        }
+        fe_channel_post(st, job);
+        return done;
+
+    case JOB_MAP:
+        if (batch_abandoned(job->batch)) {
+            fe_job_free(job);
+            return DONE_CANCELLED;
+        }
+        res = job_call(job);
+        if (res != NULL) {
+            batch_settle(job->batch, job->index, ITEM_OK, res);
+            done = DONE_OK;
+        }
+        else {
+            batch_settle(job->batch, job->index, ITEM_ERROR, fe_fetch_exception());
+            done = DONE_FAILED;
+        }
+        fe_job_free(job);
+        return done;
+    }
+    Py_UNREACHABLE();
+}
+
+/* Take the next job, waiting for one without the GIL.  Counts the previous
+ * job's outcome under the same lock.  Returns NULL when the worker must exit
+ * (*idle_exit tells whether for idle_timeout); nthreads was lowered then. */
+static fe_job *
+core_next_job(fe_core *c, fe_worker *w, int prev_done, int *idle_exit)
+{
+    fe_job *job;
+    *idle_exit = 0;
+
+    pthread_mutex_lock(&c->mu);
+    if (prev_done != DONE_NOTHING) {
+        c->nrunning--;
+        if (prev_done == DONE_CANCELLED)
+            c->cancelled++;
+        else {
+            c->completed++;
+            if (prev_done == DONE_FAILED)
+                c->failed++;
+        }
+    }
+    /* Fast path: more work is queued; run it back to back, keeping the GIL. */
+    job = queue_pop(c);
+    if (job != NULL) {
+        c->nrunning++;
+        pthread_mutex_unlock(&c->mu);
+        return job;
+    }
+    if (core_should_exit(c)) {
+        c->nthreads--;
+        pthread_mutex_unlock(&c->mu);
+        return NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        job = queue_pop(c);
+        if (job != NULL) {
+            c->nrunning++;
+            break;
+        }
+        if (core_should_exit(c)) {
+            c->nthreads--;
+            break;
+        }
+        w->woken = 0;
+        idle_push(c, w);
+        int rc;
+        if (c->idle_timeout > 0) {
+            struct timespec deadline = fe_deadline(c->idle_timeout);
+            do {
+                rc = pthread_cond_timedwait(&w->cv, &c->mu, &deadline);
+            } while (!w->woken && rc == 0);
+        }
+        else {
+            do {
+                rc = pthread_cond_wait(&w->cv, &c->mu);
+            } while (!w->woken && rc == 0);
+        }
+        if (!w->woken) {
+            /* Timed out (still on the stack: take ourselves off it). */
+            idle_remove(c, w);
+            if (c->head == NULL) {
+                c->nthreads--;
+                *idle_exit = 1;
+                break;
+            }
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+    Py_END_ALLOW_THREADS
+    return job;
+}
+
+/* The initializer failed: break the pool, fail what is queued (as the
+ * stdlib's _initializer_failed). GIL held, exception `exc` in hand. */
+static void
+core_initializer_failed(fe_core *c, PyObject *exc)
+{
+    fe_state *st = c->st;
+    /* LOGGER.critical('Exception in initializer:', exc_info=exc) */
+    PyObject *meth = PyObject_GetAttr(st->logger, st->s_critical);
+    if (meth != NULL) {
+        PyObject *kw = Py_BuildValue("{OO}", st->s_exc_info, exc);
+        PyObject *args = Py_BuildValue("(s)", "Exception in initializer:");
+        PyObject *r = (kw && args) ? PyObject_Call(meth, args, kw) : NULL;
+        Py_XDECREF(r);
+        Py_XDECREF(kw);
+        Py_XDECREF(args);
+        Py_DECREF(meth);
+    }
+    if (PyErr_Occurred())
+        PyErr_WriteUnraisable((PyObject *)c);
+
+    PyObject *msg = PyUnicode_FromString(BROKEN_MSG);
+    if (msg == NULL) {
+        PyErr_WriteUnraisable((PyObject *)c);
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    if (c->broken_msg == NULL) {
+        c->broken_msg = msg;
+        msg = NULL;
+    }
+    c->broken = 1;
+    fe_job *list = c->head;
+    c->head = c->tail = NULL;
+    c->nqueued = 0;
+    wake_all_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    Py_XDECREF(msg);
+
+    PyObject *err = PyObject_CallOneArg(st->BrokenThreadPool, c->broken_msg);
+    if (err == NULL) {
+        PyErr_WriteUnraisable((PyObject *)c);
+        err = Py_NewRef(Py_None);  /* still free the jobs below */
+    }
+    while (list != NULL) {
+        fe_job *job = list;
+        list = job->next;
+        job->next = NULL;
+        if (err != Py_None)
+            job_fail(c, job, err);
+        else
+            fe_job_free(job);
+    }
+    Py_DECREF(err);
+}
+
+/* core._worker(): the body of every worker thread. */
+static PyObject *
+core_worker(fe_core *c, PyObject *Py_UNUSED(ignored))
+{
+    fe_state *st = c->st;
+    fe_worker w;
+    int idle_exit = 0, done = DONE_NOTHING;
+
+    if (c->initializer != NULL) {
+        PyObject *r = PyObject_Call(c->initializer, c->initargs, NULL);
+        if (r == NULL) {
+            PyObject *exc = fe_fetch_exception();
+            core_initializer_failed(c, exc);
+            Py_DECREF(exc);
+            pthread_mutex_lock(&c->mu);
+            c->nthreads--;
+            pthread_mutex_unlock(&c->mu);
+            Py_RETURN_NONE;
+        }
+        Py_DECREF(r);
+    }
+
+    if (fe_cond_init(&w.cv) < 0) {
+        pthread_mutex_lock(&c->mu);
+        c->nthreads--;
+        pthread_mutex_unlock(&c->mu);
+        PyErr_SetString(PyExc_OSError, "pthread_cond_init failed");
+        return NULL;
+    }
+    w.prev = w.next = NULL;
+    w.woken = 0;
+
+    for (;;) {
+        fe_job *job = core_next_job(c, &w, done, &idle_exit);
+        if (job == NULL)
+            break;
+        done = core_run_job(c, job);
+        /* A job's exception never escapes to here; anything else that set
+         * an error (a failing set_result) was reported as unraisable. */
+        assert(!PyErr_Occurred());
+    }
+    pthread_cond_destroy(&w.cv);
+
+    if (idle_exit) {
+        /* Leave _threads, so it lists the live workers. */
+        PyObject *me = PyObject_CallNoArgs(st->current_thread);
+        if (me == NULL || PySet_Discard(c->threads, me) < 0)
+            PyErr_WriteUnraisable((PyObject *)c);
+        Py_XDECREF(me);
+    }
+    Py_RETURN_NONE;
+}
+
+/* core.shutdown(cancel_futures): stop taking work; wake the idle workers so
+ * they leave once the queue is empty. Doesn't wait (the caller joins). */
+static void
+core_shutdown_impl(fe_core *c, int cancel_futures)
+{
+    fe_job *list = NULL;
+    pthread_mutex_lock(&c->mu);
+    c->shutdown = 1;
+    if (cancel_futures) {
+        list = c->head;
+        c->cancelled += c->nqueued;
+        c->head = c->tail = NULL;
+        c->nqueued = 0;
+    }
+    wake_all_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    while (list != NULL) {
+        fe_job *job = list;
+        list = job->next;
+        job->next = NULL;
+        job_cancel(c, job);
+    }
+}
+
+static PyObject *
+core_shutdown(fe_core *c, PyObject *arg)
+{
+    int cancel = PyObject_IsTrue(arg);
+    if (cancel < 0)
+        return NULL;
+    core_shutdown_impl(c, cancel);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_wake_all(fe_core *c, PyObject *Py_UNUSED(ignored))
+{
+    pthread_mutex_lock(&c->mu);
+    wake_all_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_thread_list(fe_core *c, PyObject *Py_UNUSED(ignored))
+{
+    if (c->threads == NULL)
+        return PyList_New(0);
+    return PySequence_List(c->threads);
+}
+
+static PyObject *
+core_stats(fe_core *c, PyObject *Py_UNUSED(ignored))
+{
+    pthread_mutex_lock(&c->mu);
+    int max_workers = c->max_workers, threads = c->nthreads, idle = c->nidle;
+    int running = c->nrunning;
+    Py_ssize_t queued = c->nqueued;
+    unsigned long long completed = c->completed, failed = c->failed;
+    unsigned long long cancelled = c->cancelled;
+    pthread_mutex_unlock(&c->mu);
+    return Py_BuildValue("{sisisisnsisKsKsK}",
+                         "max_workers", max_workers, "threads", threads,
+                         "idle", idle, "queued", queued, "running", running,
+                         "completed", completed, "failed", failed,
+                         "cancelled", cancelled);
+}
+
+/* Fork: the forking thread holds every core's mutex across fork(), so the
+ * child gets consistent queues.  In the child the workers are gone: forget
+ * them (their condition variables lived on their stacks), keep the queue,
+ * and start fresh workers for it. */
+static PyObject *
+core_before_fork(fe_core *c, PyObject *Py_UNUSED(ignored))
+{
+    pthread_mutex_lock(&c->mu);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_after_fork_parent(fe_core *c, PyObject *Py_UNUSED(ignored))
+{
+    pthread_mutex_unlock(&c->mu);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_after_fork_child(fe_core *c, PyObject *Py_UNUSED(ignored))
+{
+    /* This thread owns the mutex (it locked it before fork), so it may
+     * unlock it; the condition variables of the dead workers are dropped
+     * without being touched. */
+    c->idle = NULL;
+    c->nidle = 0;
+    c->nthreads = 0;
+    c->nrunning = 0;   /* their jobs died with them */
+    int need = 0;
+    if (!c->shutdown && !c->broken) {
+        Py_ssize_t want = c->nqueued < c->max_workers ? c->nqueued : c->max_workers;
+        need = (int)want;
+        c->nthreads = need;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (c->threads != NULL)
+        PySet_Clear(c->threads);
+    for (int i = 0; i < need; i++) {
+        if (spawn_worker(c) < 0) {
+            pthread_mutex_lock(&c->mu);
+            c->nthreads -= need - i;
+            pthread_mutex_unlock(&c->mu);
+            return NULL;
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_get_is_shutdown(fe_core *c, void *Py_UNUSED(closure))
+{
+    pthread_mutex_lock(&c->mu);
+    int s = c->shutdown;
+    pthread_mutex_unlock(&c->mu);
+    return PyBool_FromLong(s);
+}
+
+static PyObject *
+core_get_broken(fe_core *c, void *Py_UNUSED(closure))
+{
+    pthread_mutex_lock(&c->mu);
+    PyObject *msg = c->broken ? Py_XNewRef(c->broken_msg) : NULL;
+    pthread_mutex_unlock(&c->mu);
+    if (msg == NULL)
+        Py_RETURN_NONE;
+    return msg;
+}
+
+static int
+core_traverse(fe_core *c, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(c));
+    Py_VISIT(c->module);
+    Py_VISIT(c->initializer);
+    Py_VISIT(c->initargs);
+    Py_VISIT(c->prefix);
+    Py_VISIT(c->threads);
+    Py_VISIT(c->broken_msg);
+    /* trylock: the fork hooks hold mu while other Python code (and so a
+     * collection) may run in this thread.  Not visiting is safe: the GC then
+     * treats the queued objects as referenced from outside. */
+    if (pthread_mutex_trylock(&c->mu) == 0) {
+        int rc = 0;
+        for (fe_job *j = c->head; j != NULL && rc == 0; j = j->next)
+            rc = fe_job_traverse(j, visit, arg);
+        pthread_mutex_unlock(&c->mu);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int
+core_clear(fe_core *c)
+{
+    /* Only reached when no worker can see the core (workers hold it). */
+    fe_job *list;
+    pthread_mutex_lock(&c->mu);
+    list = c->head;
+    c->head = c->tail = NULL;
+    c->nqueued = 0;
+    c->shutdown = 1;
+    pthread_mutex_unlock(&c->mu);
+    while (list != NULL) {
+        fe_job *job = list;
+        list = job->next;
+        fe_job_free(job);
+    }
+    Py_CLEAR(c->initializer);
+    Py_CLEAR(c->initargs);
+    Py_CLEAR(c->prefix);
+    Py_CLEAR(c->threads);
+    Py_CLEAR(c->broken_msg);
+    return 0;
+}
+
+static void
+core_dealloc(fe_core *c)
+{
+    PyTypeObject *tp = Py_TYPE(c);
+    PyObject_GC_UnTrack(c);
+    if (c->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)c);
+    core_clear(c);
+    Py_CLEAR(c->module);
+    pthread_mutex_destroy(&c->mu);
+    tp->tp_free((PyObject *)c);
+    Py_DECREF(tp);
+}
+
+static fe_core *
+core_new(fe_state *st, PyObject *module)
+{
+    fe_core *c = PyObject_GC_New(fe_core, st->Core_Type);
+    if (c == NULL)
+        return NULL;
+    memset((char *)c + sizeof(PyObject), 0, sizeof(fe_core) - sizeof(PyObject));
+    c->st = st;
+    c->module = Py_NewRef(module);
+    if (pthread_mutex_init(&c->mu, NULL) != 0) {
+        Py_DECREF(c->module);
+        PyObject_GC_Del(c);
+        PyErr_SetString(PyExc_OSError, "pthread_mutex_init failed");
+        return NULL;
+    }
+    c->max_workers = 1;
+    PyObject_GC_Track(c);
+    return c;
+}
+
+static PyMethodDef core_methods[] = {
+    {"_worker", (PyCFunction)core_worker, METH_NOARGS,
+     "Run as a worker thread until the pool is shut down (internal)."},
+    {"shutdown", (PyCFunction)core_shutdown, METH_O,
+     "shutdown(cancel_futures): stop taking work, wake idle workers."},
+    {"wake_all", (PyCFunction)core_wake_all, METH_NOARGS, NULL},
+    {"thread_list", (PyCFunction)core_thread_list, METH_NOARGS, NULL},
+    {"stats", (PyCFunction)core_stats, METH_NOARGS, NULL},
+    {"_before_fork", (PyCFunction)core_before_fork, METH_NOARGS, NULL},
+    {"_after_fork_parent", (PyCFunction)core_after_fork_parent, METH_NOARGS, NULL},
+    {"_after_fork_child", (PyCFunction)core_after_fork_child, METH_NOARGS, NULL},
+    {NULL, NULL}
+};
+
+static PyGetSetDef core_getset[] = {
+    {"is_shutdown", (getter)core_get_is_shutdown, NULL, NULL, NULL},
+    {"broken", (getter)core_get_broken, NULL, NULL, NULL},
+    {NULL}
+};
+
+static PyMemberDef core_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(fe_core, weakreflist), READONLY},
+    {NULL}
+};
+
+static PyType_Slot core_slots[] = {
+    {Py_tp_members, core_members},
+    {Py_tp_doc, "The queue and workers of a fastexec pool (internal)."},
+    {Py_tp_dealloc, core_dealloc},
+    {Py_tp_traverse, core_traverse},
+    {Py_tp_clear, core_clear},
+    {Py_tp_methods, core_methods},
+    {Py_tp_getset, core_getset},
+    {0, NULL}
+};
+
+static PyType_Spec core_spec = {
+    .name = "fastexec._fastexec._Core",
+    .basicsize = sizeof(fe_core),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = core_slots,
+};
+
+/* ------------------------------------------------------------ map iter */
+
+typedef struct {
+    PyObject_HEAD
+    fe_state *st;
+    fe_mapbatch *batch;
+    Py_ssize_t next;              /* the index to yield next */
+    double deadline;              /* monotonic; < 0 for no timeout */
+    int finished;
+} fe_mapiter;
+
+static void
+mapiter_abandon(fe_mapiter *it)
+{
+    if (it->batch == NULL || it->finished)
+        return;
+    it->finished = 1;
+    pthread_mutex_lock(&it->batch->mu);
+    it->batch->abandoned = 1;
+    pthread_mutex_unlock(&it->batch->mu);
+}
+
+/* Wait for item i without the GIL; returns its status, or -1 with an
+ * exception (a signal handler raised, e.g. KeyboardInterrupt). */
+static int
+mapiter_wait(fe_mapiter *it, Py_ssize_t i, int *timed_out)
+{
+    fe_mapbatch *b = it->batch;
+    int status;
+    *timed_out = 0;
+    for (;;) {
+        int rc = 0;
+        Py_BEGIN_ALLOW_THREADS
+        pthread_mutex_lock(&b->mu);
+        /* Wake at least every 50 ms to let signal handlers run. */
+        double slice = 0.05;
+        if (it->deadline >= 0) {
+            double left = it->deadline - fe_monotonic();
+            if (left < slice)
+                slice = left;
+        }
+        if (b->status[i] == ITEM_PENDING && slice > 0) {
+            struct timespec ts = fe_deadline(slice);
+            b->waiting_for = i;
+            while (b->status[i] == ITEM_PENDING && rc == 0)
+                rc = pthread_cond_timedwait(&b->cv, &b->mu, &ts);
+            b->waiting_for = -1;
+        }
+        status = b->status[i];
+        pthread_mutex_unlock(&b->mu);
+        Py_END_ALLOW_THREADS
+        if (status != ITEM_PENDING)
+            return status;
+        if (it->deadline >= 0 && fe_monotonic() >= it->deadline) {
+            *timed_out = 1;
+            return ITEM_PENDING;
+        }
+        if (PyErr_CheckSignals() < 0)
+            return -1;
+    }
+}
+
+static PyObject *
+mapiter_next(fe_mapiter *it)
+{
+    fe_mapbatch *b = it->batch;
+    if (it->finished || b == NULL || it->next >= b->n) {
+        it->finished = 1;
+        return NULL;
+    }
+    Py_ssize_t i = it->next++;
+    int timed_out;
+    int status = mapiter_wait(it, i, &timed_out);
+    if (status < 0 || timed_out) {
+        mapiter_abandon(it);
+        if (timed_out)
+            PyErr_SetNone(it->st->TimeoutError);
+        return NULL;
+    }
+    pthread_mutex_lock(&b->mu);
+    PyObject *value = b->values[i];
+    b->values[i] = NULL;
+    pthread_mutex_unlock(&b->mu);
+    if (status == ITEM_OK)
+        return value;
+    mapiter_abandon(it);
+    if (status == ITEM_CANCELLED) {
+        Py_XDECREF(value);
+        PyErr_SetNone(it->st->CancelledError);
+        return NULL;
+    }
+    fe_raise(value);
+    Py_DECREF(value);
+    return NULL;
+}
+
+static int
+mapiter_traverse(fe_mapiter *it, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(it));
+    return 0;
+}
+
+static void
+mapiter_dealloc(fe_mapiter *it)
+{
+    PyTypeObject *tp = Py_TYPE(it);
+    PyObject_GC_UnTrack(it);
+    if (it->batch != NULL) {
+        /* As the stdlib's map generator: dropping it cancels what's left. */
+        mapiter_abandon(it);
+        fe_batch_decref(it->batch);
+        it->batch = NULL;
+    }
+    tp->tp_free((PyObject *)it);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+mapiter_close(fe_mapiter *it, PyObject *Py_UNUSED(ignored))
+{
+    mapiter_abandon(it);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef mapiter_methods[] = {
+    {"close", (PyCFunction)mapiter_close, METH_NOARGS,
+     "Stop iterating; calls that haven't started are cancelled."},
+    {NULL, NULL}
+};
+
+static PyType_Slot mapiter_slots[] = {
+    {Py_tp_dealloc, mapiter_dealloc},
+    {Py_tp_traverse, mapiter_traverse},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, mapiter_next},
+    {Py_tp_methods, mapiter_methods},
+    {0, NULL}
+};
+
+static PyType_Spec mapiter_spec = {
+    .name = "fastexec._fastexec.MapIterator",
+    .basicsize = sizeof(fe_mapiter),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .slots = mapiter_slots,
+};
+
+/* ------------------------------------------------------------ the pool */
+
+static fe_state *
+pool_state(PyObject *self)
+{
+    /* Py_TYPE(self) may be a Python subclass: find our base in the MRO. */
+    PyTypeObject *tp = Py_TYPE(self);
+    while (tp != NULL) {
+        if (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+            PyObject *m = PyType_GetModule(tp);
+            if (m != NULL)
+                return PyModule_GetState(m);
+            PyErr_Clear();
+        }
+        tp = tp->tp_base;
+    }
+    PyErr_SetString(PyExc_TypeError, "not a fastexec pool");
+    return NULL;
+}
+
+static PyObject *
+pool_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    fe_pool *self = (fe_pool *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    fe_state *st = pool_state((PyObject *)self);
+    if (st == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    PyObject *module = PyType_GetModule(st->Pool_Type);
+    if (module == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->core = core_new(st, module);
+    if (self->core == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+/* _setup(max_workers, prefix, initializer, initargs, idle_timeout, threads) */
+static PyObject *
+pool_setup(fe_pool *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "_setup() takes 6 arguments");
+        return NULL;
+    }
+    fe_core *c = self->core;
+    long max_workers = PyLong_AsLong(args[0]);
+    if (max_workers == -1 && PyErr_Occurred())
+        return NULL;
+    if (max_workers <= 0 || max_workers > INT_MAX) {
+        PyErr_SetString(PyExc_ValueError, "max_workers must be greater than 0");
+        return NULL;
+    }
+    if (!PyUnicode_Check(args[1]) || !PyTuple_Check(args[3]) ||
+        !PySet_Check(args[5])) {
+        PyErr_SetString(PyExc_TypeError, "_setup(): bad argument types");
+        return NULL;
+    }
+    double idle_timeout = 0;
+    if (args[4] != Py_None) {
+        idle_timeout = PyFloat_AsDouble(args[4]);
+        if (idle_timeout == -1 && PyErr_Occurred())
+            return NULL;
+    }
+    if (c->configured) {
+        PyErr_SetString(PyExc_RuntimeError, "pool already set up");
+        return NULL;
+    }
+    c->configured = 1;
+    c->max_workers = (int)max_workers;
+    c->prefix = Py_NewRef(args[1]);
+    c->initializer = args[2] == Py_None ? NULL : Py_NewRef(args[2]);
+    c->initargs = Py_NewRef(args[3]);
+    c->idle_timeout = idle_timeout;
+    c->threads = Py_NewRef(args[5]);
+    Py_RETURN_NONE;
+}
+
+static int
+pool_check_ready(fe_pool *self)
+{
+    if (!self->core->configured) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "ThreadPoolExecutor.__init__() was not called");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *
+kwargs_from_names(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0)
+        return NULL;
+    PyObject *kw = PyDict_New();
+    if (kw == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+        if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0) {
+            Py_DECREF(kw);
+            return NULL;
+        }
+    }
+    return kw;
+}
+
+static PyObject *
+tuple_from_array(PyObject *const *items, Py_ssize_t n)
+{
+    PyObject *t = PyTuple_New(n);
+    if (t == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < n; i++)
+        PyTuple_SET_ITEM(t, i, Py_NewRef(items[i]));
+    return t;
+}
+
+/* Fill a job's call from fastcall arguments (fn first).  -1 on error. */
+static int
+job_set_call(fe_job *job, PyObject *const *args, Py_ssize_t nargs,
+             PyObject *kwnames)
+{
+    job->fn = Py_NewRef(args[0]);
+    job->args = tuple_from_array(args + 1, nargs - 1);
+    if (job->args == NULL)
+        return -1;
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        job->kwargs = kwargs_from_names(args, nargs, kwnames);
+        if (job->kwargs == NULL)
+            return -1;
+    }
+    return 0;
+}
+
+/* submit(fn, /, *args, **kwargs) -> concurrent.futures.Future */
+static PyObject *
+pool_submit(fe_pool *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    fe_core *c = self->core;
+    fe_state *st = c->st;
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "submit() missing 1 required positional argument: 'fn'");
+        return NULL;
+    }
+    if (pool_check_ready(self) < 0)
+        return NULL;
+    /* Refuse before allocating anything (the check is repeated under the
+     * lock in core_enqueue, which is the one that counts). */
+    if (c->broken || c->shutdown || fe_interpreter_shutdown(st)) {
+        raise_not_accepting(c, c->broken, c->shutdown);
+        return NULL;
+    }
+    fe_job *job = fe_job_new();
+    if (job == NULL)
+        return NULL;
+    job->kind = JOB_CF;
+    if (job_set_call(job, args, nargs, kwnames) < 0) {
+        fe_job_free(job);
+        return NULL;
+    }
+    job->future = PyObject_CallNoArgs(st->cf_Future);
+    if (job->future == NULL) {
+        fe_job_free(job);
+        return NULL;
+    }
+    PyObject *fut = Py_NewRef(job->future);
+    if (core_enqueue(c, job) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
+
+/* Queue an asyncio job for `loop`; returns the loop's new future. */
+static PyObject *
+pool_run_impl(fe_pool *self, PyObject *loop, PyObject *ctx, PyObject *fn,
+              PyObject *args, PyObject *kwargs)
+{
+    fe_core *c = self->core;
+    fe_state *st = c->st;
+    if (pool_check_ready(self) < 0)
+        return NULL;
+    if (c->broken || c->shutdown || fe_interpreter_shutdown(st)) {
+        raise_not_accepting(c, c->broken, c->shutdown);
+        return NULL;
+    }
+    fe_job *job = fe_job_new();
+    if (job == NULL)
+        return NULL;
+    job->kind = JOB_ASYNC;
+    job->fn = Py_NewRef(fn);
+    job->args = args;                 /* stolen */
+    job->kwargs = kwargs;             /* stolen */
+    job->ctx = Py_XNewRef(ctx);
+    job->loop = Py_NewRef(loop);
+    job->future = PyObject_CallMethodNoArgs(loop, st->s_create_future);
+    if (job->future == NULL) {
+        fe_job_free(job);
+        return NULL;
+    }
+    job->chan = fe_channel_for_loop(st, loop);
+    if (job->chan == NULL) {
+        fe_job_free(job);
+        return NULL;
+    }
+    PyObject *fut = Py_NewRef(job->future);
+    if (core_enqueue(c, job) < 0) {
+        Py_DECREF(fut);
+        return NULL;
+    }
+    return fut;
+}
+
+/* run(fn, /, *args, **kwargs) -> asyncio.Future of the running loop */
+static PyObject *
+pool_run(fe_pool *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    fe_state *st = self->core->st;
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "run() missing 1 required positional argument: 'fn'");
+        return NULL;
+    }
+    PyObject *loop = PyObject_CallNoArgs(st->get_running_loop);
+    if (loop == NULL)
+        return NULL;
+    PyObject *targs = tuple_from_array(args + 1, nargs - 1);
+    if (targs == NULL) {
+        Py_DECREF(loop);
+        return NULL;
+    }
+    PyObject *kw = NULL;
+    if (kwnames != NULL && PyTuple_GET_SIZE(kwnames) > 0) {
+        kw = kwargs_from_names(args, nargs, kwnames);
+        if (kw == NULL) {
+            Py_DECREF(targs);
+            Py_DECREF(loop);
+            return NULL;
+        }
+    }
+    PyObject *fut = pool_run_impl(self, loop, NULL, args[0], targs, kw);
+    Py_DECREF(loop);
+    return fut;
+}
+
+/* _run_on(loop, ctx, fn, args, kwargs): the fast path for a given loop. */
+static PyObject *
+pool_run_on(fe_pool *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "_run_on() takes 5 arguments");
+        return NULL;
+    }
+    PyObject *ctx = args[1] == Py_None ? NULL : args[1];
+    PyObject *targs = args[3];
+    PyObject *kw = args[4];
+    if (!PyTuple_Check(targs)) {
+        PyErr_SetString(PyExc_TypeError, "_run_on(): args must be a tuple");
+        return NULL;
+    }
+    if (kw != Py_None && !PyDict_Check(kw)) {
+        PyErr_SetString(PyExc_TypeError, "_run_on(): kwargs must be a dict or None");
+        return NULL;
+    }
+    if (ctx != NULL && !PyContext_CheckExact(ctx)) {
+        PyErr_SetString(PyExc_TypeError, "_run_on(): ctx must be a Context or None");
+        return NULL;
+    }
+    Py_INCREF(targs);
+    if (kw == Py_None || PyDict_GET_SIZE(kw) == 0)
+        kw = NULL;
+    else
+        kw = PyDict_Copy(kw);
+    if (PyErr_Occurred()) {
+        Py_DECREF(targs);
+        return NULL;
+    }
+    return pool_run_impl(self, args[0], ctx, args[2], targs, kw);
+}
+
+/* map(fn, *iterables, timeout=None, chunksize=1) */
+static PyObject *
+pool_map(fe_pool *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    fe_core *c = self->core;
+    fe_state *st = c->st;
+    PyObject *timeout = Py_None;
+    if (kwnames != NULL) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+            if (PyUnicode_CompareWithASCIIString(name, "timeout") == 0)
+                timeout = args[nargs + i];
+            else if (PyUnicode_CompareWithASCIIString(name, "chunksize") == 0)
+                ;  /* used by process pools only, as in the stdlib */
+            else {
+                PyErr_Format(PyExc_TypeError,
+                             "map() got an unexpected keyword argument '%U'", name);
+                return NULL;
+            }
+        }
+    }
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "map() missing 1 required positional argument: 'fn'");
+        return NULL;
+    }
+    if (pool_check_ready(self) < 0)
+        return NULL;
+    double deadline = -1;
+    if (timeout != Py_None) {
+        /* timeout + time.monotonic(), as the stdlib (so the same TypeError) */
+        double t = PyFloat_AsDouble(timeout);
+        if (t == -1 && PyErr_Occurred())
+            return NULL;
+        deadline = t + fe_monotonic();
+    }
+    PyObject *fn = args[0];
+    PyObject *zipargs = tuple_from_array(args + 1, nargs - 1);
+    if (zipargs == NULL)
+        return NULL;
+    PyObject *zipped = PyObject_Call((PyObject *)&PyZip_Type, zipargs, NULL);
+    Py_DECREF(zipargs);
+    if (zipped == NULL)
+        return NULL;
+
+    fe_mapbatch *b = batch_new();
+    if (b == NULL) {
+        Py_DECREF(zipped);
+        return NULL;
+    }
+    PyObject *item;
+    while ((item = PyIter_Next(zipped)) != NULL) {
+        fe_job *job = fe_job_new();
+        if (job == NULL || batch_grow(b) < 0) {
+            Py_DECREF(item);
+            if (job)
+                PyMem_Free(job);
+            goto error;
+        }
+        job->kind = JOB_MAP;
+        job->fn = Py_NewRef(fn);
+        job->args = item;
+        job->batch = b;
+        batch_incref(b);
+        job->index = b->n - 1;
+        if (core_enqueue(c, job) < 0) {
+            /* The slot will never be filled: nothing waits for it, because
+             * the caller gets the error and no iterator. */
+            goto error;
+        }
+    }
+    if (PyErr_Occurred())
+        goto error;
+    Py_DECREF(zipped);
+
+    fe_mapiter *it = PyObject_GC_New(fe_mapiter, st->MapIter_Type);
+    if (it == NULL) {
+        pthread_mutex_lock(&b->mu);
+        b->abandoned = 1;
+        pthread_mutex_unlock(&b->mu);
+        fe_batch_decref(b);
+        return NULL;
+    }
+    it->st = st;
+    it->batch = b;
+    it->next = 0;
+    it->deadline = deadline;
+    it->finished = 0;
+    PyObject_GC_Track(it);
+    return (PyObject *)it;
+
+error:
+    Py_DECREF(zipped);
+    fe_batch_decref(b);
+    return NULL;
+}
+
+static PyObject *
+pool_get_core(fe_pool *self, void *Py_UNUSED(closure))
+{
+    return Py_NewRef((PyObject *)self->core);
+}
+
+static int
+pool_traverse(fe_pool *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT((PyObject *)self->core);
+    return 0;
+}
+
+static int
+pool_clear(fe_pool *self)
+{
+    if (self->core != NULL) {
+        /* The executor is going away without shutdown(): let its workers
+         * finish the queue and leave (the stdlib's weakref callback). */
+        core_shutdown_impl(self->core, 0);
+        Py_CLEAR(self->core);
+    }
+    return 0;
+}
+
+static void
+pool_dealloc(fe_pool *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    pool_clear(self);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef pool_methods[] = {
+    {"submit", (PyCFunction)(void (*)(void))pool_submit,
+     METH_FASTCALL | METH_KEYWORDS,
+     "submit(fn, /, *args, **kwargs)\n--\n\n"
+     "Submit fn(*args, **kwargs) to the pool; returns a "
+     "concurrent.futures.Future."},
+    {"map", (PyCFunction)(void (*)(void))pool_map,
+     METH_FASTCALL | METH_KEYWORDS,
+     "map(fn, *iterables, timeout=None, chunksize=1)\n--\n\n"
+     "Like map(fn, *iterables), the calls run in the pool.  All calls are "
+     "submitted at once; results come in order; a TimeoutError or an "
+     "exception from fn cancels the calls that haven't started."},
+    {"run", (PyCFunction)(void (*)(void))pool_run,
+     METH_FASTCALL | METH_KEYWORDS,
+     "run(fn, /, *args, **kwargs)\n--\n\n"
+     "Run fn(*args, **kwargs) in the pool; returns an asyncio.Future of the "
+     "running event loop (the fast path: no concurrent.futures.Future)."},
+    {"_run_on", (PyCFunction)(void (*)(void))pool_run_on, METH_FASTCALL,
+     "_run_on(loop, ctx, fn, args, kwargs) (internal)"},
+    {"_setup", (PyCFunction)(void (*)(void))pool_setup, METH_FASTCALL,
+     "_setup(max_workers, prefix, initializer, initargs, idle_timeout, "
+     "threads) (internal)"},
+    {NULL, NULL}
+};
+
+static PyGetSetDef pool_getset[] = {
+    {"_core", (getter)pool_get_core, NULL, "The pool's queue and workers.", NULL},
+    {NULL}
+};
+
+static PyType_Slot pool_slots[] = {
+    {Py_tp_doc, "The C base of fastexec.ThreadPoolExecutor."},
+    {Py_tp_new, pool_new},
+    {Py_tp_dealloc, pool_dealloc},
+    {Py_tp_traverse, pool_traverse},
+    {Py_tp_clear, pool_clear},
+    {Py_tp_methods, pool_methods},
+    {Py_tp_getset, pool_getset},
+    {0, NULL}
+};
+
+static PyType_Spec pool_spec = {
+    .name = "fastexec._fastexec.Pool",
+    .basicsize = sizeof(fe_pool),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = pool_slots,
+};
+
+int
+fe_pool_init_types(PyObject *module, fe_state *st)
+{
+    st->Core_Type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &core_spec, NULL);
+    if (st->Core_Type == NULL)
+        return -1;
+    st->MapIter_Type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &mapiter_spec, NULL);
+    if (st->MapIter_Type == NULL)
+        return -1;
+    st->Pool_Type = (PyTypeObject *)PyType_FromModuleAndSpec(module, &pool_spec, NULL);
+    if (st->Pool_Type == NULL)
+        return -1;
+    if (PyModule_AddType(module, st->Pool_Type) < 0)
+        return -1;
+    return 0;
+}

@@ -1,0 +1,1282 @@
+"""Behaviour of the thread pool, checked on the stdlib and on fastexec.
+
+Every test that takes ``Pool`` / ``new_pool`` runs twice: against
+``concurrent.futures.ThreadPoolExecutor`` (the reference) and against
+``fastexec.ThreadPoolExecutor``.  Tests of fastexec-only features take
+``FastPool`` / ``new_fast_pool`` and run once.
+
+Conventions: blocking is done with ``threading.Event`` (a "gate" made by
+``new_pool.gate()``, which is set at teardown whatever happens); every wait
+is bounded by ``WAIT``; ``time.sleep`` only appears where elapsed time is the
+thing tested (idle_timeout, map's timeout).
+"""
+
+import asyncio
+import concurrent.futures
+import concurrent.futures.thread
+import gc
+import itertools
+import logging
+import operator
+import os
+import re
+import sys
+import threading
+import time
+import traceback
+import warnings
+import weakref
+
+import pytest
+
+from conftest import WAIT
+
+cf = concurrent.futures
+BrokenThreadPool = concurrent.futures.thread.BrokenThreadPool
+
+SHUTDOWN_MSG = "cannot schedule new futures after shutdown"
+INIT_FAILED_MSG = ("A thread initializer failed, the thread pool is not "
+                   "usable anymore")
+DEFAULT_NAME_RE = re.compile(r"^ThreadPoolExecutor-(\d+)_(\d+)$")
+
+
+def expected_default_max_workers():
+    count_fn = getattr(os, "process_cpu_count", None)
+    count = (count_fn() if count_fn is not None else None) or os.cpu_count()
+    return min(32, (count or 1) + 4)
+
+
+def wait_until(predicate, timeout=WAIT, interval=0.005):
+    """Poll ``predicate`` (for state no Event announces); True if it held."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
+
+
+class Blocker:
+    """Jobs that announce they started and then wait on a gate.
+
+    ``started`` counts the jobs that are running; ``wait_started(n)`` waits
+    (on a Condition, not a sleep) until n of them are.
+    """
+
+    def __init__(self, gate):
+        self.gate = gate
+        self.cond = threading.Condition()
+        self.started = 0
+        self.threads = []
+
+    def __call__(self, value=None):
+        with self.cond:
+            self.started += 1
+            self.threads.append(threading.current_thread())
+            self.cond.notify_all()
+        if not self.gate.wait(WAIT):
+            raise AssertionError("gate never opened")
+        return value
+
+    def wait_started(self, n):
+        with self.cond:
+            return self.cond.wait_for(lambda: self.started >= n, WAIT)
+
+
+class Recorder:
+    """A job that records its argument (thread-safe) and returns it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.calls = []
+
+    def __call__(self, value=None):
+        with self.lock:
+            self.calls.append(value)
+        return value
+
+
+def raiser(exc):
+    raise exc
+
+
+def current_thread_job():
+    return threading.current_thread()
+
+
+# ---------------------------------------------------------------------------
+# It is a ThreadPoolExecutor; asyncio accepts it.
+# ---------------------------------------------------------------------------
+
+def test_is_a_threadpoolexecutor(Pool, new_pool):
+    assert issubclass(Pool, cf.ThreadPoolExecutor)
+    pool = new_pool(2)
+    assert isinstance(pool, cf.ThreadPoolExecutor)
+    assert isinstance(pool, cf.Executor)
+
+
+def test_set_default_executor_no_warning(new_pool):
+    pool = new_pool(2)
+    loop = asyncio.new_event_loop()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            loop.set_default_executor(pool)
+
+        async def main():
+            running_loop = asyncio.get_running_loop()
+            t = await running_loop.run_in_executor(None, current_thread_job)
+            r = await running_loop.run_in_executor(None, operator.add, 2, 3)
+            return t, r
+
+        thread, result = loop.run_until_complete(main())
+        assert result == 5
+        assert thread is not threading.current_thread()
+        assert thread in pool._threads
+    finally:
+        loop.close()
+
+
+def test_asyncio_to_thread_uses_default_executor(new_pool):
+    if not hasattr(asyncio, "to_thread"):
+        pytest.skip("asyncio.to_thread is 3.9+")
+    pool = new_pool(2)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.set_default_executor(pool)
+
+        async def main():
+            return await asyncio.to_thread(
+                lambda a, *, b: (threading.current_thread(), a + b), 1, b=2)
+
+        thread, result = loop.run_until_complete(main())
+        assert result == 3
+        assert thread in pool._threads
+    finally:
+        loop.close()
+
+
+def test_run_in_executor_explicit_pool(new_pool):
+    pool = new_pool(2)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        thread = await loop.run_in_executor(pool, current_thread_job)
+        value = await loop.run_in_executor(pool, pow, 2, 10)
+        with pytest.raises(ZeroDivisionError):
+            await loop.run_in_executor(pool, operator.truediv, 1, 0)
+        return thread, value
+
+    thread, value = asyncio.run(main())
+    assert value == 1024
+    assert thread in pool._threads
+
+
+def test_shutdown_default_executor(new_pool):
+    # asyncio.run() / loop.shutdown_default_executor() shut our pool down.
+    pool = new_pool(2)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.set_default_executor(pool)
+        assert loop.run_until_complete(
+            loop.run_in_executor(None, operator.mul, 6, 7)) == 42
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        loop.close()
+    with pytest.raises(RuntimeError, match="^%s$" % SHUTDOWN_MSG):
+        pool.submit(id, None)
+    assert all(not t.is_alive() for t in pool._threads)
+
+
+# ---------------------------------------------------------------------------
+# submit() and its futures
+# ---------------------------------------------------------------------------
+
+def test_submit_returns_concurrent_future(new_pool):
+    pool = new_pool(2)
+    f = pool.submit(pow, 2, 5)
+    assert isinstance(f, cf.Future)
+    assert f.result(WAIT) == 32
+
+
+def test_submit_returns_exact_concurrent_future(new_pool):
+    # Drop-in: code that checks type(f) is concurrent.futures.Future (or
+    # relies on its exact behaviour) must keep working.
+    pool = new_pool(2)
+    f = pool.submit(pow, 2, 5)
+    assert type(f) is cf.Future
+    f.result(WAIT)
+
+
+def test_submit_args_and_kwargs(new_pool):
+    pool = new_pool(2)
+
+    def fn(*args, **kwargs):
+        return args, kwargs
+
+    assert pool.submit(fn).result(WAIT) == ((), {})
+    assert pool.submit(fn, 1, 2).result(WAIT) == ((1, 2), {})
+    assert pool.submit(fn, 1, b=2).result(WAIT) == ((1,), {"b": 2})
+    # Keyword arguments with the names of submit()'s own parameters go to
+    # the callable (fn is positional-only in submit).
+    assert pool.submit(fn, fn=1, self=2, args=3, kwargs=4).result(WAIT) == (
+        (), {"fn": 1, "self": 2, "args": 3, "kwargs": 4})
+
+
+def test_submit_fn_is_positional_only(new_pool):
+    pool = new_pool(2)
+    with pytest.raises(TypeError):
+        pool.submit()
+    with pytest.raises(TypeError):
+        pool.submit(fn=id)
+
+
+def test_submit_many(new_pool):
+    pool = new_pool(4)
+    fs = [pool.submit(operator.mul, i, i) for i in range(2000)]
+    assert [f.result(WAIT) for f in fs] == [i * i for i in range(2000)]
+
+
+def test_submit_from_many_threads(new_pool):
+    pool = new_pool(3)
+    results = {}
+    errors = []
+
+    def submitter(k):
+        try:
+            fs = [pool.submit(operator.add, k * 1000, i) for i in range(300)]
+            results[k] = [f.result(WAIT) for f in fs]
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submitter, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(WAIT)
+    assert not errors
+    assert all(not t.is_alive() for t in threads)
+    for k in range(4):
+        assert results[k] == [k * 1000 + i for i in range(300)]
+    assert len(pool._threads) <= 3
+
+
+def test_wait_all_completed(new_pool):
+    pool = new_pool(3)
+    fs = [pool.submit(operator.add, i, 1) for i in range(50)]
+    done, not_done = cf.wait(fs, timeout=WAIT)
+    assert done == set(fs)
+    assert not not_done
+    assert sorted(f.result() for f in done) == list(range(1, 51))
+
+
+def test_wait_first_completed(new_pool):
+    pool = new_pool(2)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    slow = pool.submit(blocker, "slow")
+    assert blocker.wait_started(1)
+    fast = pool.submit(operator.add, 1, 1)
+    done, not_done = cf.wait([slow, fast], timeout=WAIT,
+                             return_when=cf.FIRST_COMPLETED)
+    assert done == {fast}
+    assert not_done == {slow}
+    gate.set()
+    assert slow.result(WAIT) == "slow"
+
+
+def test_wait_first_exception(new_pool):
+    pool = new_pool(2)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    slow = pool.submit(blocker)
+    assert blocker.wait_started(1)
+    bad = pool.submit(raiser, ValueError("x"))
+    done, not_done = cf.wait([slow, bad], timeout=WAIT,
+                             return_when=cf.FIRST_EXCEPTION)
+    assert done == {bad}
+    assert not_done == {slow}
+
+
+def test_as_completed(new_pool):
+    pool = new_pool(3)
+    fs = [pool.submit(operator.mul, i, 2) for i in range(30)]
+    seen = list(cf.as_completed(fs, timeout=WAIT))
+    assert sorted(seen, key=id) == sorted(fs, key=id)
+    assert sorted(f.result() for f in seen) == [i * 2 for i in range(30)]
+
+
+def test_as_completed_order_follows_completion(new_pool):
+    pool = new_pool(2)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    slow = pool.submit(blocker, "slow")
+    assert blocker.wait_started(1)
+    fast = pool.submit(str, "fast")
+    it = cf.as_completed([slow, fast], timeout=WAIT)
+    assert next(it) is fast
+    gate.set()
+    assert next(it) is slow
+
+
+def test_asyncio_wrap_future(new_pool):
+    pool = new_pool(2)
+
+    async def main():
+        value = await asyncio.wrap_future(pool.submit(operator.add, 40, 2))
+        with pytest.raises(KeyError):
+            await asyncio.wrap_future(pool.submit(raiser, KeyError("k")))
+        gathered = await asyncio.gather(
+            *(asyncio.wrap_future(pool.submit(operator.neg, i))
+              for i in range(20)))
+        return value, gathered
+
+    value, gathered = asyncio.run(main())
+    assert value == 42
+    assert gathered == [-i for i in range(20)]
+
+
+def test_asyncio_wrap_future_cancel_propagates(new_pool):
+    # Cancelling the asyncio wrapper cancels a still-pending pool future,
+    # which then never runs.
+    pool = new_pool(1)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    rec = Recorder()
+
+    async def main():
+        running = pool.submit(blocker)
+        assert blocker.wait_started(1)
+        pending = pool.submit(rec, "must not run")
+        wrapper = asyncio.wrap_future(pending)
+        wrapper.cancel()
+        for _ in range(20):
+            if pending.cancelled():
+                break
+            await asyncio.sleep(0)
+        gate.set()
+        await asyncio.wrap_future(running)
+        return pending
+
+    pending = asyncio.run(main())
+    assert pending.cancelled()
+    pool.shutdown(wait=True)
+    assert rec.calls == []
+
+
+def test_exception_propagates_with_traceback(new_pool):
+    pool = new_pool(2)
+
+    def inner_raising_function():
+        raise ValueError("boom")
+
+    def outer_function():
+        inner_raising_function()
+
+    f = pool.submit(outer_function)
+    with pytest.raises(ValueError, match="^boom$") as info:
+        f.result(WAIT)
+    names = [fr.name for fr in traceback.extract_tb(info.value.__traceback__)]
+    assert "inner_raising_function" in names
+    assert "outer_function" in names
+    exc = f.exception(WAIT)
+    assert isinstance(exc, ValueError)
+    names = [fr.name for fr in traceback.extract_tb(exc.__traceback__)]
+    assert names[-2:] == ["outer_function", "inner_raising_function"]
+
+
+def test_exception_does_not_kill_worker(new_pool):
+    pool = new_pool(1)
+    t1 = pool.submit(current_thread_job).result(WAIT)
+    for _ in range(5):
+        assert isinstance(pool.submit(raiser, RuntimeError("x")).exception(WAIT),
+                          RuntimeError)
+    assert pool.submit(current_thread_job).result(WAIT) is t1
+    assert pool._threads == {t1}
+
+
+class CustomBaseException(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit,
+                                      CustomBaseException])
+def test_base_exception_lands_on_future(new_pool, exc_type):
+    pool = new_pool(1)
+    worker = pool.submit(current_thread_job).result(WAIT)
+    f = pool.submit(raiser, exc_type("raised in job"))
+    exc = f.exception(WAIT)
+    assert type(exc) is exc_type
+    assert exc.args == ("raised in job",)
+    # The worker survived: the same thread runs later jobs.
+    assert pool.submit(current_thread_job).result(WAIT) is worker
+    assert pool.submit(operator.add, 1, 2).result(WAIT) == 3
+    assert worker.is_alive()
+    assert pool._threads == {worker}
+
+
+def test_future_states(new_pool):
+    pool = new_pool(1)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    rec = Recorder()
+    running = pool.submit(blocker, "r")
+    assert blocker.wait_started(1)
+    pending = pool.submit(rec, "p")
+    assert running.running()
+    assert not running.done()
+    assert not running.cancel()          # a running future can't be cancelled
+    assert not pending.running()
+    assert pending.cancel()
+    assert pending.cancelled() and pending.done()
+    with pytest.raises(cf.CancelledError):
+        pending.result(0)
+    gate.set()
+    assert running.result(WAIT) == "r"
+    assert not running.cancelled()
+    assert pool.submit(rec, "after").result(WAIT) == "after"
+    assert rec.calls == ["after"]
+
+
+def test_done_callback(new_pool):
+    pool = new_pool(2)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    called = []
+    fired = threading.Event()
+
+    def callback(fut):
+        called.append((fut, threading.current_thread()))
+        fired.set()
+
+    f = pool.submit(blocker, 7)
+    assert blocker.wait_started(1)
+    f.add_done_callback(callback)
+    assert called == []
+    gate.set()
+    assert fired.wait(WAIT)
+    assert f.result(WAIT) == 7
+    assert len(called) == 1
+    assert called[0][0] is f
+    # Callbacks added before completion run in the thread that completed it.
+    assert called[0][1] in pool._threads
+
+
+def test_done_callback_exception_is_logged(new_pool, caplog):
+    pool = new_pool(1)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+
+    def bad_callback(fut):
+        raise ValueError("callback failed")
+
+    with caplog.at_level(logging.ERROR, logger="concurrent.futures"):
+        f = pool.submit(blocker)
+        assert blocker.wait_started(1)
+        f.add_done_callback(bad_callback)
+        gate.set()
+        assert f.result(WAIT) is None
+        # The worker survived the callback's exception.
+        assert pool.submit(operator.add, 2, 2).result(WAIT) == 4
+    records = [r for r in caplog.records
+               if r.name == "concurrent.futures"
+               and r.getMessage().startswith("exception calling callback for")]
+    assert len(records) == 1
+    assert records[0].exc_info[0] is ValueError
+
+
+# ---------------------------------------------------------------------------
+# map()
+# ---------------------------------------------------------------------------
+
+def test_map_ordered_results(new_pool):
+    # Jobs finish in reverse order (job i waits for job i+1); map still
+    # yields in submission order.
+    n = 4
+    pool = new_pool(n)
+    done = [threading.Event() for _ in range(n)]
+    finished = []
+
+    def job(i):
+        if i + 1 < n:
+            assert done[i + 1].wait(WAIT)
+        finished.append(i)
+        done[i].set()
+        return i * 10
+
+    assert list(pool.map(job, range(n), timeout=WAIT)) == [0, 10, 20, 30]
+    assert finished == [3, 2, 1, 0]
+
+
+def test_map_simple(new_pool):
+    pool = new_pool(3)
+    assert list(pool.map(operator.neg, range(100))) == [-i for i in range(100)]
+
+
+def test_map_multiple_iterables_shortest_wins(new_pool):
+    pool = new_pool(3)
+    assert list(pool.map(pow, [2, 3, 4], [5, 2])) == [32, 9]
+    assert list(pool.map(operator.add, [1, 2, 3], itertools.count())) == [
+        1, 3, 5]
+    assert list(pool.map(lambda a, b, c: a + b + c,
+                         "abcd", "xyz", "1234")) == ["ax1", "by2", "cz3"]
+
+
+def test_map_chunksize_accepted(new_pool):
+    pool = new_pool(2)
+    assert list(pool.map(operator.neg, range(10), chunksize=4)) == [
+        -i for i in range(10)]
+    assert list(pool.map(operator.neg, range(10), timeout=WAIT,
+                         chunksize=1)) == [-i for i in range(10)]
+
+
+def test_map_empty(new_pool):
+    pool = new_pool(2)
+    assert list(pool.map(operator.neg, [])) == []
+    assert list(pool.map(operator.add, [1, 2], [])) == []
+    assert list(pool.map(operator.neg)) == []
+
+
+def test_map_submits_eagerly(new_pool):
+    # All the calls are submitted by map() itself, before the first next():
+    # the input is consumed and every job starts although the result
+    # iterator was never advanced.
+    n = 5
+    pool = new_pool(n)
+    consumed = []
+    started = Recorder()
+    all_started = threading.Event()
+
+    def source():
+        for i in range(n):
+            consumed.append(i)
+            yield i
+
+    def job(i):
+        started(i)
+        with started.lock:
+            if len(started.calls) == n:
+                all_started.set()
+        return i
+
+    it = pool.map(job, source())
+    assert consumed == list(range(n))
+    assert all_started.wait(WAIT)
+    assert sorted(started.calls) == list(range(n))
+    assert list(it) == list(range(n))
+
+
+def test_map_exception_raised_when_reached(new_pool):
+    pool = new_pool(2)
+    it = pool.map(lambda x: 10 // x, [5, 2, 0, 1])
+    assert next(it) == 2
+    assert next(it) == 5
+    with pytest.raises(ZeroDivisionError) as info:
+        next(it)
+    names = [fr.name for fr in traceback.extract_tb(info.value.__traceback__)]
+    assert "<lambda>" in names
+
+
+def test_map_exception_does_not_stop_other_jobs_before_it(new_pool):
+    pool = new_pool(1)
+    rec = Recorder()
+
+    def job(x):
+        rec(x)
+        return 1 // x
+
+    it = pool.map(job, [1, 1, 0])
+    assert next(it) == 1
+    assert next(it) == 1
+    with pytest.raises(ZeroDivisionError):
+        next(it)
+    assert rec.calls == [1, 1, 0]
+
+
+def test_map_timeout_cancels_remaining(new_pool):
+    pool = new_pool(1)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    rec = Recorder()
+
+    def job(i):
+        if i == 0:
+            return blocker(i)
+        return rec(i)
+
+    t0 = time.monotonic()
+    it = pool.map(job, range(5), timeout=0.2)
+    with pytest.raises(cf.TimeoutError):
+        next(it)
+    elapsed = time.monotonic() - t0
+    assert 0.15 <= elapsed < WAIT
+    assert blocker.started == 1
+    # The calls that had not started were cancelled: they never run, even
+    # once the worker is free again.
+    gate.set()
+    pool.shutdown(wait=True)
+    assert rec.calls == []
+
+
+def test_map_timeout_is_total_not_per_item(new_pool):
+    # Like the stdlib: the timeout counts from the map() call, not from
+    # each next(): time spent between two next() calls is used up.
+    pool = new_pool(2)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    it = pool.map(lambda i: i if i == 0 else blocker(i), range(3), timeout=0.5)
+    assert next(it) == 0
+    time.sleep(0.5)             # the whole timeout elapses here
+    t0 = time.monotonic()
+    with pytest.raises(cf.TimeoutError):
+        next(it)
+    # A per-next() timeout would wait another 0.5 s here.
+    assert time.monotonic() - t0 < 0.25
+
+
+def test_map_after_shutdown(new_pool):
+    pool = new_pool(2)
+    pool.shutdown()
+    with pytest.raises(RuntimeError, match="^%s$" % SHUTDOWN_MSG):
+        pool.map(operator.neg, [1, 2, 3])
+
+
+def test_map_iterator_close_cancels_pending(new_pool):
+    # Closing the result iterator early cancels the calls not yet started.
+    pool = new_pool(1)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    rec = Recorder()
+
+    def job(i):
+        if i == 1:
+            return blocker(i)
+        return rec(i)
+
+    it = pool.map(job, range(5))
+    assert next(it) == 0
+    assert blocker.wait_started(1)
+    it.close()
+    gate.set()
+    pool.shutdown(wait=True)
+    assert rec.calls == [0]
+
+
+# ---------------------------------------------------------------------------
+# shutdown()
+# ---------------------------------------------------------------------------
+
+def _running_and_pending(new_pool, pool, n_pending=5):
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    rec = Recorder()
+    running = pool.submit(blocker, "running")
+    assert blocker.wait_started(1)
+    pending = [pool.submit(rec, i) for i in range(n_pending)]
+    return gate, running, pending, rec
+
+
+def test_shutdown_cancel_futures(new_pool):
+    pool = new_pool(1)
+    gate, running, pending, rec = _running_and_pending(new_pool, pool)
+    pool.shutdown(wait=False, cancel_futures=True)
+    assert all(f.cancelled() for f in pending)
+    assert running.running()
+    assert not running.cancelled()
+    gate.set()
+    assert running.result(WAIT) == "running"
+    pool.shutdown(wait=True)
+    assert rec.calls == []
+
+
+def test_shutdown_cancel_futures_wait(new_pool):
+    pool = new_pool(1)
+    gate, running, pending, rec = _running_and_pending(new_pool, pool)
+    t = threading.Thread(target=pool.shutdown,
+                         kwargs=dict(wait=True, cancel_futures=True))
+    t.start()
+    # Pending futures are cancelled at once, while shutdown waits for the
+    # running one.
+    assert wait_until(lambda: all(f.cancelled() for f in pending))
+    assert t.is_alive()
+    gate.set()
+    t.join(WAIT)
+    assert not t.is_alive()
+    assert running.done() and running.result() == "running"
+    assert rec.calls == []
+
+
+def test_shutdown_without_cancel_runs_pending(new_pool):
+    pool = new_pool(1)
+    gate, running, pending, rec = _running_and_pending(new_pool, pool)
+    pool.shutdown(wait=False)
+    assert not any(f.cancelled() for f in pending)
+    gate.set()
+    assert [f.result(WAIT) for f in pending] == list(range(5))
+    assert running.result(WAIT) == "running"
+    pool.shutdown(wait=True)
+    assert rec.calls == list(range(5))
+
+
+def test_shutdown_wait_true_waits_for_all_work(new_pool):
+    pool = new_pool(2)
+    gate, running, pending, rec = _running_and_pending(new_pool, pool)
+    t = threading.Thread(target=pool.shutdown, kwargs=dict(wait=True))
+    t.start()
+    t.join(0.2)
+    assert t.is_alive()             # still waiting for the blocked job
+    gate.set()
+    t.join(WAIT)
+    assert not t.is_alive()
+    assert running.done() and all(f.done() for f in pending)
+    assert sorted(rec.calls) == list(range(5))
+    assert all(not th.is_alive() for th in pool._threads)
+
+
+def test_shutdown_wait_false_returns_at_once(new_pool):
+    pool = new_pool(1)
+    gate, running, pending, rec = _running_and_pending(new_pool, pool)
+    t = threading.Thread(target=pool.shutdown, kwargs=dict(wait=False))
+    t.start()
+    t.join(WAIT)
+    assert not t.is_alive()
+    assert not running.done()
+    gate.set()
+    assert running.result(WAIT) == "running"
+
+
+def test_submit_after_shutdown(new_pool):
+    pool = new_pool(2)
+    assert pool.submit(operator.add, 1, 1).result(WAIT) == 2
+    pool.shutdown()
+    with pytest.raises(RuntimeError) as info:
+        pool.submit(operator.add, 1, 1)
+    assert str(info.value) == SHUTDOWN_MSG
+    assert type(info.value) is RuntimeError
+
+
+def test_submit_after_shutdown_never_used(new_pool):
+    pool = new_pool(2)
+    pool.shutdown(wait=False)
+    with pytest.raises(RuntimeError, match="^%s$" % SHUTDOWN_MSG):
+        pool.submit(id, None)
+    assert len(pool._threads) == 0
+
+
+def test_shutdown_twice(new_pool):
+    pool = new_pool(2)
+    pool.submit(id, None).result(WAIT)
+    pool.shutdown()
+    pool.shutdown()
+    pool.shutdown(wait=False, cancel_futures=True)
+    pool.shutdown(wait=True, cancel_futures=True)
+    with pytest.raises(RuntimeError, match="^%s$" % SHUTDOWN_MSG):
+        pool.submit(id, None)
+
+
+def test_shutdown_joins_threads(new_pool):
+    pool = new_pool(3)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    fs = [pool.submit(blocker) for _ in range(3)]
+    assert blocker.wait_started(3)
+    threads = set(pool._threads)
+    assert len(threads) == 3
+    gate.set()
+    pool.shutdown(wait=True)
+    assert all(f.done() for f in fs)
+    assert all(not t.is_alive() for t in threads)
+
+
+def test_context_manager(Pool):
+    gate = threading.Event()
+    rec = Recorder()
+    timer = None
+    try:
+        with Pool(2) as pool:
+            assert isinstance(pool, Pool)
+            f = pool.submit(gate.wait, WAIT)
+            fs = [pool.submit(rec, i) for i in range(5)]
+            # Opens the gate only while __exit__ is (should be) waiting.
+            timer = threading.Timer(0.2, gate.set)
+            timer.start()
+        assert f.done()
+        assert f.result() is True
+        assert all(x.done() for x in fs)
+        assert sorted(rec.calls) == list(range(5))
+        assert all(not t.is_alive() for t in pool._threads)
+        with pytest.raises(RuntimeError, match="^%s$" % SHUTDOWN_MSG):
+            pool.submit(id, None)
+    finally:
+        gate.set()
+        if timer is not None:
+            timer.cancel()
+
+
+def test_context_manager_does_not_swallow(Pool):
+    with pytest.raises(ZeroDivisionError):
+        with Pool(1) as pool:
+            pool.submit(id, None).result(WAIT)
+            1 / 0
+    with pytest.raises(RuntimeError):
+        pool.submit(id, None)
+
+
+def test_pool_collected_after_shutdown(Pool):
+    pool = Pool(2)
+    assert pool.submit(operator.add, 1, 2).result(WAIT) == 3
+    pool.shutdown(wait=True)
+    ref = weakref.ref(pool)
+    del pool
+    gc.collect()
+    assert ref() is None
+
+
+def test_futures_do_not_keep_pool_alive(Pool):
+    pool = Pool(2)
+    fs = [pool.submit(operator.add, i, 1) for i in range(10)]
+    assert [f.result(WAIT) for f in fs] == list(range(1, 11))
+    threads = list(pool._threads)
+    ref = weakref.ref(pool)
+    del pool
+    # A worker may hold the pool for a moment after setting a result.
+    assert wait_until(lambda: gc.collect() is not None and ref() is None)
+    # Without shutdown, the dropped pool's workers exit on their own.
+    for t in threads:
+        t.join(WAIT)
+        assert not t.is_alive()
+
+
+# ---------------------------------------------------------------------------
+# max_workers and constructor validation
+# ---------------------------------------------------------------------------
+
+def test_default_max_workers(new_pool):
+    pool = new_pool()
+    assert pool._max_workers == expected_default_max_workers()
+
+
+@pytest.mark.parametrize("count,expected", [(3, 7), (None, 5), (100, 32),
+                                            (28, 32), (27, 31)])
+def test_default_max_workers_formula(new_pool, monkeypatch, count, expected):
+    # The default follows the CPU count seen at construction time:
+    # os.process_cpu_count() on 3.13+, os.cpu_count() before.
+    name = "process_cpu_count" if hasattr(os, "process_cpu_count") \
+        else "cpu_count"
+    monkeypatch.setattr(os, name, lambda: count)
+    pool = new_pool()
+    assert pool._max_workers == expected
+
+
+def test_max_workers_attribute(new_pool):
+    assert new_pool(3)._max_workers == 3
+    assert new_pool(max_workers=1)._max_workers == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1])
+def test_bad_max_workers_value(Pool, bad):
+    with pytest.raises(ValueError) as info:
+        Pool(bad)
+    assert str(info.value) == "max_workers must be greater than 0"
+    with pytest.raises(ValueError):
+        Pool(max_workers=bad)
+
+
+def test_bad_max_workers_type(Pool):
+    with pytest.raises(TypeError):
+        Pool("4")
+
+
+def test_initializer_not_callable(Pool):
+    with pytest.raises(TypeError) as info:
+        Pool(2, initializer=42)
+    assert str(info.value) == "initializer must be a callable"
+
+
+def test_thread_name_prefix_positional(new_pool):
+    # Same positional order as the stdlib: max_workers, thread_name_prefix,
+    # initializer, initargs.
+    seen = []
+    pool = new_pool(1, "posprefix", seen.append, ("init-arg",))
+    assert pool.submit(lambda: threading.current_thread().name).result(
+        WAIT) == "posprefix_0"
+    assert seen == ["init-arg"]
+
+
+# ---------------------------------------------------------------------------
+# Threads: lazy start, bound, reuse, identity, names
+# ---------------------------------------------------------------------------
+
+def test_threads_start_lazily(new_pool):
+    before = set(threading.enumerate())
+    pool = new_pool(4)
+    assert len(pool._threads) == 0
+    assert set(threading.enumerate()) == before
+    assert pool.submit(operator.add, 1, 1).result(WAIT) == 2
+    assert 1 <= len(pool._threads) <= 4
+    assert set(threading.enumerate()) - before == set(pool._threads)
+
+
+def test_at_most_max_workers(new_pool):
+    pool = new_pool(3)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def job(i):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        try:
+            return blocker(i)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    fs = [pool.submit(job, i) for i in range(12)]
+    assert blocker.wait_started(3)
+    assert len(pool._threads) == 3
+    # The fourth job is queued behind them: nothing more starts.
+    assert not fs[3].running()
+    gate.set()
+    assert [f.result(WAIT) for f in fs] == list(range(12))
+    assert state["peak"] == 3
+    assert len(pool._threads) == 3
+    assert len(set(blocker.threads)) == 3
+
+
+def test_idle_thread_reused(new_pool):
+    # submit, wait for the result, submit again: the idle worker takes the
+    # next job, no second thread is started.
+    pool = new_pool(4)
+    threads = [pool.submit(current_thread_job).result(WAIT)
+               for _ in range(20)]
+    assert len(set(threads)) == 1
+    assert len(pool._threads) == 1
+
+
+def test_threads_are_threading_threads(new_pool):
+    pool = new_pool(3)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    fs = [pool.submit(blocker) for _ in range(3)]
+    assert blocker.wait_started(3)
+    threads = set(pool._threads)
+    assert len(threads) == 3
+    enumerated = threading.enumerate()
+    for t in threads:
+        assert isinstance(t, threading.Thread)
+        assert t in enumerated
+        assert t.is_alive()
+        assert t.ident is not None
+    # The thread objects are the ones threading.current_thread() gives
+    # inside the jobs.
+    assert set(blocker.threads) == threads
+    idents = pool.submit(threading.get_ident)
+    gate.set()
+    for f in fs:
+        f.result(WAIT)
+    assert idents.result(WAIT) in {t.ident for t in threads}
+
+
+def test_default_thread_names(new_pool):
+    pool = new_pool(3)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    names = [pool.submit(lambda: (threading.current_thread().name,
+                                  blocker()))
+             for _ in range(3)]
+    assert blocker.wait_started(3)
+    gate.set()
+    inside = [f.result(WAIT)[0] for f in names]
+    matches = [DEFAULT_NAME_RE.match(n) for n in inside]
+    assert all(matches), inside
+    assert len({m.group(1) for m in matches}) == 1       # one pool number
+    assert sorted(int(m.group(2)) for m in matches) == [0, 1, 2]
+    assert sorted(t.name for t in pool._threads) == sorted(inside)
+
+
+def test_default_thread_names_differ_between_pools(new_pool):
+    a = new_pool(1)
+    b = new_pool(1)
+    na = a.submit(lambda: threading.current_thread().name).result(WAIT)
+    nb = b.submit(lambda: threading.current_thread().name).result(WAIT)
+    ma, mb = DEFAULT_NAME_RE.match(na), DEFAULT_NAME_RE.match(nb)
+    assert ma and mb, (na, nb)
+    assert int(mb.group(1)) > int(ma.group(1))
+    assert ma.group(2) == mb.group(2) == "0"
+
+
+def test_thread_name_prefix(new_pool):
+    pool = new_pool(2, thread_name_prefix="myworker")
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    fs = [pool.submit(lambda: (threading.current_thread().name, blocker()))
+          for _ in range(2)]
+    assert blocker.wait_started(2)
+    gate.set()
+    inside = sorted(f.result(WAIT)[0] for f in fs)
+    assert inside == ["myworker_0", "myworker_1"]
+    assert sorted(t.name for t in pool._threads) == inside
+
+
+# ---------------------------------------------------------------------------
+# initializer
+# ---------------------------------------------------------------------------
+
+def test_initializer_runs_once_per_worker(new_pool):
+    local = threading.local()
+    calls = []
+    lock = threading.Lock()
+
+    def init(a, b):
+        with lock:
+            calls.append((threading.current_thread(), a, b))
+        local.value = (a, b)
+
+    pool = new_pool(3, initializer=init, initargs=("x", 1))
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    fs = [pool.submit(lambda: (getattr(local, "value", None), blocker()))
+          for _ in range(3)]
+    assert blocker.wait_started(3)
+    gate.set()
+    more = [pool.submit(lambda: getattr(local, "value", None))
+            for _ in range(30)]
+    assert [f.result(WAIT)[0] for f in fs] == [("x", 1)] * 3
+    assert [f.result(WAIT) for f in more] == [("x", 1)] * 30
+    assert len(calls) == 3
+    assert {c[0] for c in calls} == set(pool._threads)
+    assert all(c[1:] == ("x", 1) for c in calls)
+
+
+def test_initargs_list_accepted(new_pool):
+    seen = []
+    pool = new_pool(1, initializer=lambda *a: seen.append(a),
+                    initargs=[1, 2])
+    pool.submit(id, None).result(WAIT)
+    assert seen == [(1, 2)]
+
+
+def test_initializer_failure_breaks_pool(new_pool, caplog):
+    init_gate = new_pool.gate()
+    rec = Recorder()
+
+    def bad_init():
+        assert init_gate.wait(WAIT)
+        raise ValueError("init failed")
+
+    with caplog.at_level(logging.DEBUG, logger="concurrent.futures"):
+        pool = new_pool(1, initializer=bad_init)
+        # All three are queued before the (only) worker's initializer fails.
+        fs = [pool.submit(rec, i) for i in range(3)]
+        init_gate.set()
+        for f in fs:
+            exc = f.exception(WAIT)
+            assert isinstance(exc, BrokenThreadPool)
+            assert isinstance(exc, cf.BrokenExecutor)
+            assert str(exc) == INIT_FAILED_MSG
+        with pytest.raises(BrokenThreadPool) as info:
+            pool.submit(rec, "later")
+        assert str(info.value) == INIT_FAILED_MSG
+        # The worker whose initializer failed exits.
+        pool.shutdown(wait=True)
+        assert all(not t.is_alive() for t in pool._threads)
+    assert rec.calls == []
+    records = [r for r in caplog.records
+               if r.name == "concurrent.futures"
+               and r.getMessage() == "Exception in initializer:"]
+    assert len(records) == 1
+    assert records[0].levelno == logging.CRITICAL
+    assert records[0].exc_info is not None
+    assert records[0].exc_info[0] is ValueError
+    assert str(records[0].exc_info[1]) == "init failed"
+
+
+def test_initializer_failure_later_submit(new_pool, caplog):
+    # The pool is broken by the time the first future fails; every later
+    # submit (and map) raises BrokenThreadPool.
+    with caplog.at_level(logging.CRITICAL, logger="concurrent.futures"):
+        pool = new_pool(2, initializer=raiser, initargs=(OSError("nope"),))
+        f = pool.submit(id, None)
+        assert isinstance(f.exception(WAIT), BrokenThreadPool)
+        for _ in range(3):
+            with pytest.raises(BrokenThreadPool, match="^%s$"
+                               % re.escape(INIT_FAILED_MSG)):
+                pool.submit(id, None)
+        with pytest.raises(BrokenThreadPool):
+            pool.map(id, [1, 2])
+        pool.shutdown(wait=True)
+    assert any(r.getMessage() == "Exception in initializer:"
+               and r.exc_info and r.exc_info[0] is OSError
+               for r in caplog.records)
+
+
+# ---------------------------------------------------------------------------
+# fastexec only: idle_timeout
+# ---------------------------------------------------------------------------
+
+def _spin_up(pool, gate, n):
+    blocker = Blocker(gate)
+    fs = [pool.submit(blocker) for _ in range(n)]
+    assert blocker.wait_started(n)
+    gate.set()
+    for f in fs:
+        f.result(WAIT)
+    return set(blocker.threads)
+
+
+def test_idle_timeout_shrinks_pool(new_fast_pool):
+    pool = new_fast_pool(3, idle_timeout=0.3)
+    threads = _spin_up(pool, new_fast_pool.gate(), 3)
+    t_idle = time.monotonic()
+    assert len(threads) == 3
+    assert set(pool._threads) <= threads
+    # Idle workers exit after idle_timeout, and leave _threads.
+    assert wait_until(lambda: len(pool._threads) == 0, timeout=5)
+    elapsed = time.monotonic() - t_idle
+    assert elapsed >= 0.25, elapsed
+    for t in threads:
+        t.join(WAIT)
+        assert not t.is_alive()
+    assert pool.stats()["threads"] == 0
+    assert pool.stats()["idle"] == 0
+    # New work starts fresh threads.
+    fresh = pool.submit(current_thread_job).result(WAIT)
+    assert fresh not in threads
+    assert fresh.is_alive()
+    assert pool._threads == {fresh}
+    assert pool.stats()["threads"] == 1
+
+
+def test_idle_timeout_keeps_busy_workers(new_fast_pool):
+    # A worker that keeps getting work within idle_timeout stays.
+    pool = new_fast_pool(1, idle_timeout=0.5)
+    first = pool.submit(current_thread_job).result(WAIT)
+    for _ in range(6):
+        time.sleep(0.1)
+        assert pool.submit(current_thread_job).result(WAIT) is first
+
+
+def test_idle_timeout_none_never_shrinks(new_fast_pool):
+    keep = new_fast_pool(2)
+    shrink = new_fast_pool(2, idle_timeout=0.1)
+    kept = _spin_up(keep, new_fast_pool.gate(), 2)
+    _spin_up(shrink, new_fast_pool.gate(), 2)
+    time.sleep(0.8)          # elapsed time is the point: 8x the timeout
+    assert len(shrink._threads) == 0
+    assert keep._threads == kept
+    assert all(t.is_alive() for t in kept)
+    assert keep.stats()["threads"] == 2
+    assert keep.stats()["idle"] == 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 0.0, -0.5])
+def test_bad_idle_timeout(FastPool, bad):
+    with pytest.raises(ValueError):
+        FastPool(2, idle_timeout=bad)
+
+
+def test_idle_timeout_is_keyword_only(FastPool):
+    with pytest.raises(TypeError):
+        FastPool(2, "", None, (), 1.0)
+
+
+def test_idle_timeout_accepts_int_and_float(new_fast_pool):
+    for value in (1, 2.5):
+        pool = new_fast_pool(1, idle_timeout=value)
+        assert pool.submit(operator.add, 1, 1).result(WAIT) == 2
+
+
+# ---------------------------------------------------------------------------
+# fastexec only: stats()
+# ---------------------------------------------------------------------------
+
+STATS_KEYS = {"max_workers", "threads", "idle", "queued", "running",
+              "completed", "failed", "cancelled"}
+
+
+def test_stats_keys_and_initial_values(new_fast_pool):
+    pool = new_fast_pool(4)
+    s = pool.stats()
+    assert type(s) is dict
+    assert set(s) == STATS_KEYS
+    assert all(type(v) is int for v in s.values()), s
+    assert s == dict(max_workers=4, threads=0, idle=0, queued=0, running=0,
+                     completed=0, failed=0, cancelled=0)
+    assert pool.stats() is not s        # a fresh snapshot each call
+
+
+def test_stats_controlled_scenario(new_fast_pool):
+    pool = new_fast_pool(2)
+    gate = new_fast_pool.gate()
+    blocker = Blocker(gate)
+    running = [pool.submit(blocker, i) for i in range(2)]
+    assert blocker.wait_started(2)
+    ok = pool.submit(operator.add, 1, 1)
+    bad = pool.submit(raiser, ValueError("x"))
+    doomed = pool.submit(operator.add, 2, 2)
+    s = pool.stats()
+    assert s["max_workers"] == 2
+    assert s["threads"] == 2
+    assert s["running"] == 2
+    assert s["idle"] == 0
+    assert s["queued"] == 3
+    assert (s["completed"], s["failed"], s["cancelled"]) == (0, 0, 0)
+
+    assert doomed.cancel()
+    gate.set()
+    assert [f.result(WAIT) for f in running] == [0, 1]
+    assert ok.result(WAIT) == 2
+    assert isinstance(bad.exception(WAIT), ValueError)
+    # Workers go back to idle after setting the results.
+    assert wait_until(lambda: pool.stats()["idle"] == 2), pool.stats()
+    s = pool.stats()
+    assert s["threads"] == 2
+    assert s["running"] == 0
+    assert s["queued"] == 0
+    assert s["failed"] == 1
+    assert s["cancelled"] == 1
+    # 'completed' counts jobs that returned (3), or every job that ran to an
+    # outcome (4); either way a wrong count is caught.
+    assert s["completed"] in (3, 4), s
+
+
+def test_stats_completed_counts(new_fast_pool):
+    pool = new_fast_pool(2)
+    fs = [pool.submit(operator.add, i, 1) for i in range(10)]
+    errs = [pool.submit(raiser, KeyError(i)) for i in range(3)]
+    for f in fs:
+        f.result(WAIT)
+    for f in errs:
+        f.exception(WAIT)
+    assert wait_until(lambda: pool.stats()["running"] == 0)
+    s = pool.stats()
+    assert s["failed"] == 3
+    assert s["completed"] in (10, 13), s
+    assert s["cancelled"] == 0
+    assert s["queued"] == 0
+
+
+def test_stats_shutdown_cancel_futures_counts(new_fast_pool):
+    pool = new_fast_pool(1)
+    gate = new_fast_pool.gate()
+    blocker = Blocker(gate)
+    running = pool.submit(blocker)
+    assert blocker.wait_started(1)
+    pending = [pool.submit(id, i) for i in range(4)]
+    assert pool.stats()["queued"] == 4
+    pool.shutdown(wait=False, cancel_futures=True)
+    assert all(f.cancelled() for f in pending)
+    s = pool.stats()
+    assert s["queued"] == 0
+    assert s["cancelled"] == 4
+    assert s["running"] == 1
+    gate.set()
+    running.result(WAIT)
+    pool.shutdown(wait=True)
+    s = pool.stats()
+    assert s["running"] == 0
+    assert s["threads"] == 0
