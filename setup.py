@@ -21,10 +21,19 @@ if os.environ.get("FASTEXEC_SANITIZE"):
     extra_link_args += san
     undef_macros.append("NDEBUG")
 
+# A sanitizer or debug build gets a build directory of its own, so that
+# setuptools never reuses objects compiled with other flags.
+options = {}
+if os.environ.get("FASTEXEC_SANITIZE"):
+    options = {"build": {"build_base": "build/sanitize"}}
+elif os.environ.get("FASTEXEC_DEBUG"):
+    options = {"build": {"build_base": "build/debug"}}
+
 if sys.platform == "win32":
     raise SystemExit("fastexec-bridge needs a POSIX system (pthreads)")
 
 setup(
+    options=options,
     ext_modules=[
         Extension(
             "fastexec._fastexec",

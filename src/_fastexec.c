@@ -85,6 +85,7 @@ module_exec(PyObject *module)
     INTERN(s_add, "add");
     INTERN(s_discard, "discard");
     INTERN(s_critical, "critical");
+    INTERN(s_submit, "submit");
     INTERN(s_name, "name");
     INTERN(s_target, "target");
     INTERN(s_exc_info, "exc_info");
@@ -100,6 +101,10 @@ module_exec(PyObject *module)
     IMPORT(current_thread, "threading", "current_thread");
     IMPORT(get_running_loop, "asyncio", "get_running_loop");
     IMPORT(convert_future_exc, "asyncio.futures", "_convert_future_exc");
+    IMPORT(Executor_map, "concurrent.futures", "Executor");
+    Py_SETREF(st->Executor_map, PyObject_GetAttrString(st->Executor_map, "map"));
+    if (st->Executor_map == NULL)
+        return -1;
 
     st->channels = PyDict_New();
     if (st->channels == NULL)
@@ -110,6 +115,9 @@ module_exec(PyObject *module)
     st->interpreter_shutdown = 0;
 
     if (fe_pool_init_types(module, st) < 0)
+        return -1;
+    st->submit_descr = PyObject_GetAttr((PyObject *)st->Pool_Type, st->s_submit);
+    if (st->submit_descr == NULL)
         return -1;
     if (fe_bridge_init_types(module, st) < 0)
         return -1;
@@ -135,6 +143,8 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->current_thread);
     Py_VISIT(st->get_running_loop);
     Py_VISIT(st->convert_future_exc);
+    Py_VISIT(st->Executor_map);
+    Py_VISIT(st->submit_descr);
     Py_VISIT(st->channels);
     Py_VISIT(st->channels_pop);
     return 0;
@@ -159,6 +169,8 @@ module_clear(PyObject *module)
     Py_CLEAR(st->current_thread);
     Py_CLEAR(st->get_running_loop);
     Py_CLEAR(st->convert_future_exc);
+    Py_CLEAR(st->Executor_map);
+    Py_CLEAR(st->submit_descr);
     Py_CLEAR(st->channels);
     Py_CLEAR(st->channels_pop);
     Py_CLEAR(st->s_set_result);
@@ -176,6 +188,7 @@ module_clear(PyObject *module)
     Py_CLEAR(st->s_add);
     Py_CLEAR(st->s_discard);
     Py_CLEAR(st->s_critical);
+    Py_CLEAR(st->s_submit);
     Py_CLEAR(st->s_name);
     Py_CLEAR(st->s_target);
     Py_CLEAR(st->s_exc_info);

@@ -43,6 +43,8 @@ typedef struct {
     PyObject *current_thread;     /* threading.current_thread */
     PyObject *get_running_loop;   /* asyncio.get_running_loop */
     PyObject *convert_future_exc; /* asyncio.futures._convert_future_exc */
+    PyObject *Executor_map;       /* concurrent.futures.Executor.map */
+    PyObject *submit_descr;       /* Pool.submit, to spot an override */
     PyObject *channels;           /* dict: weakref(loop) -> Channel */
     PyObject *channels_pop;       /* channels.pop: the weakrefs' callback */
 
@@ -51,7 +53,7 @@ typedef struct {
     PyObject *s_cancel, *s_cancelled, *s_done, *s_create_future;
     PyObject *s_call_soon_threadsafe, *s_add_done_callback, *s_exception;
     PyObject *s_result, *s_start, *s_add, *s_discard, *s_critical;
-    PyObject *s_name, *s_target, *s_exc_info, *s_worker, *s_is_closed;
+    PyObject *s_submit, *s_name, *s_target, *s_exc_info, *s_worker, *s_is_closed;
 
     /* Set once by fastexec's threading atexit hook: no new work after it. */
     int interpreter_shutdown;

@@ -486,6 +486,98 @@ def test_done_callback_exception_is_logged(new_pool, caplog):
     assert records[0].exc_info[0] is ValueError
 
 
+def test_result_may_be_an_exception_object(new_pool):
+    # Returning an exception is not raising it.
+    pool = new_pool(1)
+    err = ValueError("returned, not raised")
+    f = pool.submit(lambda: err)
+    assert f.result(WAIT) is err
+    assert f.exception(WAIT) is None
+
+
+def test_submit_non_callable_fails_on_the_future(new_pool):
+    # The stdlib doesn't check fn at submit(): calling it fails in the
+    # worker, and the TypeError lands on the future.
+    pool = new_pool(1)
+    f = pool.submit(None)
+    assert isinstance(f.exception(WAIT), TypeError)
+    assert pool.submit(operator.add, 1, 1).result(WAIT) == 2
+
+
+def test_unreferenced_futures_still_run(new_pool):
+    pool = new_pool(2)
+    rec = Recorder()
+    for i in range(50):
+        pool.submit(rec, i)
+    gc.collect()
+    pool.shutdown(wait=True)
+    assert sorted(rec.calls) == list(range(50))
+
+
+class Payload:
+    pass
+
+
+def test_job_arguments_and_results_are_released(new_pool):
+    # The pool keeps no reference to a job's callable, arguments or result
+    # once the job has run and the future is dropped.
+    pool = new_pool(1)
+    arg, kwarg, result = Payload(), Payload(), Payload()
+    refs = [weakref.ref(o) for o in (arg, kwarg, result)]
+
+    def job(a, k=None):
+        return result
+
+    fn_ref = weakref.ref(job)
+    f = pool.submit(job, arg, k=kwarg)
+    assert f.result(WAIT) is result
+    del f, arg, kwarg, result, job
+    # Let the worker go back to waiting (it may still be finishing).
+    pool.submit(id, None).result(WAIT)
+    assert wait_until(lambda: gc.collect() is not None
+                      and all(r() is None for r in refs + [fn_ref])), \
+        [r() for r in refs + [fn_ref]]
+
+
+def test_nested_submit_from_a_job(new_pool):
+    pool = new_pool(2)
+
+    def outer(n):
+        return pool.submit(operator.mul, n, 2).result(WAIT) + 1
+
+    assert [pool.submit(outer, i).result(WAIT) for i in range(10)] == [
+        i * 2 + 1 for i in range(10)]
+
+
+def test_subclass_overriding_submit_is_used_by_map(Pool, new_pool):
+    # Executor.map is written in terms of self.submit: a subclass that wraps
+    # submit (to propagate context, count, trace...) sees every map call.
+    calls = []
+
+    class Counting(Pool):
+        def submit(self, fn, /, *args, **kwargs):
+            calls.append(args)
+            return super().submit(fn, *args, **kwargs)
+
+    pool = Counting(2)
+    new_pool.pools.append(pool)
+    assert list(pool.map(operator.neg, [1, 2, 3])) == [-1, -2, -3]
+    assert calls == [(1,), (2,), (3,)]
+
+
+def test_subclass_overriding_shutdown_is_used_by_exit(Pool):
+    calls = []
+
+    class Tracking(Pool):
+        def shutdown(self, *args, **kwargs):
+            calls.append((args, kwargs))
+            return super().shutdown(*args, **kwargs)
+
+    with Tracking(1) as pool:
+        pool.submit(id, None).result(WAIT)
+    assert calls == [((), {"wait": True})]
+
+
 # ---------------------------------------------------------------------------
 # map()
 # ---------------------------------------------------------------------------
@@ -658,6 +750,101 @@ def test_map_iterator_close_cancels_pending(new_pool):
     assert next(it) == 0
     assert blocker.wait_started(1)
     it.close()
+    gate.set()
+    pool.shutdown(wait=True)
+    assert rec.calls == [0]
+
+
+def test_map_stops_after_exception(new_pool):
+    # The result iterator is finished once it raised: the next next() is
+    # StopIteration, and the calls after the failing one are cancelled.
+    # (The single worker is held by call 1 meanwhile, so calls 2.. are still
+    # pending when the exception is raised.)
+    pool = new_pool(1)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    rec = Recorder()
+
+    def job(i):
+        if i == 0:
+            raise ValueError("first fails")
+        if i == 1:
+            return blocker(i)
+        return rec(i)
+
+    it = pool.map(job, range(5))
+    with pytest.raises(ValueError):
+        next(it)
+    with pytest.raises(StopIteration):
+        next(it)
+    gate.set()
+    pool.shutdown(wait=True)
+    assert rec.calls == []
+
+
+def test_map_input_error_raised_by_map_call(new_pool):
+    # map() consumes the input at once, so an error in the input is raised
+    # by the map() call itself; what was submitted before it still runs.
+    pool = new_pool(2)
+    rec = Recorder()
+
+    def source():
+        yield 1
+        yield 2
+        raise LookupError("bad input")
+
+    with pytest.raises(LookupError, match="bad input"):
+        pool.map(rec, source())
+    pool.shutdown(wait=True)
+    assert sorted(rec.calls) == [1, 2]
+
+
+def test_map_rejects_unknown_keyword(new_pool):
+    pool = new_pool(1)
+    with pytest.raises(TypeError):
+        pool.map(operator.neg, [1], bogus=1)
+
+
+def test_map_cancelled_by_shutdown(new_pool):
+    # shutdown(cancel_futures=True) cancels map's pending calls too; the
+    # iterator then raises CancelledError when it reaches one.
+    pool = new_pool(1)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    rec = Recorder()
+
+    def job(i):
+        if i == 0:
+            return blocker(i)
+        return rec(i)
+
+    it = pool.map(job, range(4))
+    assert blocker.wait_started(1)
+    pool.shutdown(wait=False, cancel_futures=True)
+    gate.set()
+    assert next(it) == 0
+    with pytest.raises(cf.CancelledError):
+        next(it)
+    pool.shutdown(wait=True)
+    assert rec.calls == []
+
+
+def test_map_iterator_dropped_cancels_pending(new_pool):
+    pool = new_pool(1)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    rec = Recorder()
+
+    def job(i):
+        if i == 1:
+            return blocker(i)
+        return rec(i)
+
+    it = pool.map(job, range(5))
+    assert next(it) == 0
+    assert blocker.wait_started(1)
+    del it
+    gc.collect()
     gate.set()
     pool.shutdown(wait=True)
     assert rec.calls == [0]
@@ -888,6 +1075,14 @@ def test_bad_max_workers_type(Pool):
         Pool("4")
 
 
+def test_float_max_workers_accepted(new_pool):
+    # The stdlib only compares max_workers with numbers, so a float such as
+    # os.cpu_count() / 2 works as a bound.
+    pool = new_pool(2.0)
+    assert pool._max_workers == 2.0
+    assert pool.submit(operator.add, 1, 1).result(WAIT) == 2
+
+
 def test_initializer_not_callable(Pool):
     with pytest.raises(TypeError) as info:
         Pool(2, initializer=42)
@@ -1093,6 +1288,25 @@ def test_initializer_failure_breaks_pool(new_pool, caplog):
     assert records[0].exc_info is not None
     assert records[0].exc_info[0] is ValueError
     assert str(records[0].exc_info[1]) == "init failed"
+
+
+def test_initializer_failure_fails_queued_map_calls(new_pool, caplog):
+    init_gate = new_pool.gate()
+    rec = Recorder()
+
+    def bad_init():
+        assert init_gate.wait(WAIT)
+        raise ValueError("init failed")
+
+    with caplog.at_level(logging.CRITICAL, logger="concurrent.futures"):
+        pool = new_pool(1, initializer=bad_init)
+        it = pool.map(rec, range(3), timeout=WAIT)
+        init_gate.set()
+        with pytest.raises(BrokenThreadPool, match="^%s$"
+                           % re.escape(INIT_FAILED_MSG)):
+            next(it)
+        pool.shutdown(wait=True)
+    assert rec.calls == []
 
 
 def test_initializer_failure_later_submit(new_pool, caplog):

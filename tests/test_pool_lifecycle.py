@@ -229,10 +229,19 @@ def test_submit_after_interpreter_shutdown_unused_pool(impl):
 # os.fork()
 # ---------------------------------------------------------------------------
 
-# The parent waits for the child with a deadline and kills it on expiry, so a
-# hung child can't outlive the test.
+# fork() disarms the faulthandler watchdog around os.fork() and re-arms it on
+# both sides: an armed watchdog is inherited by the child without its thread,
+# and the child's finalization then waits for that thread forever (a CPython
+# quirk, not the pool's).  The parent waits for the child with a deadline and
+# kills it on expiry, so a hung child can't outlive the test.
 FORK_HELPERS = """
 import signal, traceback
+def fork():
+    faulthandler.cancel_dump_traceback_later()
+    pid = os.fork()
+    faulthandler.dump_traceback_later(%d, exit=True)
+    return pid
+""" % CHILD_WATCHDOG + """
 def wait_child(pid, timeout=10):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -252,7 +261,7 @@ def test_fork_with_unused_pool(impl):
     # stdlib handles this case too).
     proc = run_python(impl, """
         pool = Pool(2)
-        pid = os.fork()
+        pid = fork()
         if pid == 0:
             try:
                 ok = pool.submit(os.getpid).result(5) == os.getpid()
@@ -286,7 +295,7 @@ def test_fork_after_pool_used(fast_impl, child_exit):
         assert all(f.result(5) == os.getpid() for f in fs)
         parent_threads = set(pool._threads)
         n_parent = len(parent_threads)
-        pid = os.fork()
+        pid = fork()
         if pid == 0:
             try:
                 me = os.getpid()
@@ -337,7 +346,7 @@ def test_fork_while_job_running(fast_impl):
             return "parent job done"
         running = pool.submit(block)
         assert started.wait(10)
-        pid = os.fork()
+        pid = fork()
         if pid == 0:
             try:
                 ok = pool.submit(os.getpid).result(5) == os.getpid()
@@ -356,3 +365,38 @@ def test_fork_while_job_running(fast_impl):
     assert_clean(proc)
     assert proc.stdout.split("\n") == [
         "child 0", "parent job done", "parent True", ""]
+
+
+@needs_fork
+def test_fork_right_after_a_job_completes(fast_impl):
+    # fastexec only: fork at once after a result came back, when the worker
+    # that produced it has not gone to sleep yet (it may be spinning for the
+    # next job).  The child must still get fresh workers for its submits.
+    # Several rounds, each in a new pool, because the window is short.
+    proc = run_python(fast_impl, """
+        import concurrent.futures as cf
+        bad = []
+        for trial in range(10):
+            pool = Pool(2)
+            for _ in range(50):
+                pool.submit(id, 1).result(5)
+            pool.submit(id, 1).result(5)
+            pid = fork()
+            if pid == 0:
+                try:
+                    ok = pool.submit(os.getpid).result(2) == os.getpid()
+                    os._exit(0 if ok else 3)
+                except cf.TimeoutError:
+                    print("child hung, stats:", pool.stats(), flush=True)
+                    os._exit(7)
+                except BaseException:
+                    traceback.print_exc()
+                    os._exit(4)
+            rc = wait_child(pid)
+            if rc != 0:
+                bad.append(rc)
+            pool.shutdown(wait=True)
+        print("bad", bad, flush=True)
+    """, helpers=FORK_HELPERS)
+    assert_clean(proc)
+    assert proc.stdout.split("\n")[-2:] == ["bad []", ""], proc.stdout

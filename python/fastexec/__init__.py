@@ -11,6 +11,7 @@ import concurrent.futures
 import concurrent.futures.thread as _cf_thread
 import contextvars
 import functools
+import math
 import os
 import threading
 import weakref
@@ -70,7 +71,10 @@ class ThreadPoolExecutor(_fastexec.Pool, concurrent.futures.ThreadPoolExecutor):
         self._threads = set()
         self._shutdown_lock = threading.Lock()
         self._idle_timeout = idle_timeout
-        self._setup(max_workers, self._thread_name_prefix, initializer,
+        # The stdlib starts threads while len(threads) < max_workers, so a
+        # float such as 2.5 allows 3; a huge int is capped, not refused.
+        limit = min(math.ceil(max_workers), 2 ** 31 - 1)
+        self._setup(limit, self._thread_name_prefix, initializer,
                     initargs, idle_timeout, self._threads)
         _live_cores.add(self._core)
 

@@ -48,6 +48,10 @@ def _noop(*_args):
     return None
 
 
+def _identity(x):
+    return x
+
+
 def _sha256(buf):
     return hashlib.sha256(buf).digest()
 
@@ -253,6 +257,8 @@ ASYNC_CONTENDERS = ["stdlib", "to_thread", "drop-in", "fast path",
 
 # The contender every other is compared with, per workload.
 BASELINES = ("stdlib", "stdlib pool")
+# Reference rows: bounds to read the contenders against, not contenders.
+REFERENCES = ("limit (no thread)", "serial (no pool)")
 
 
 # --------------------------------------------------------------------------
@@ -333,8 +339,11 @@ def measure_cf_submit(session, n):
 def measure_cf_map(session, n):
     pool = session.pool
     t0 = perf_counter()
-    list(pool.map(_noop, range(n)))
-    return n / (perf_counter() - t0)
+    results = list(pool.map(_identity, range(n)))
+    seconds = perf_counter() - t0
+    if results != list(range(n)):   # untimed: a fast wrong answer is no answer
+        raise AssertionError("map returned wrong results")
+    return n / seconds
 
 
 def measure_memory(session, n):
@@ -395,17 +404,17 @@ def make_workloads(stat_path, sha_buffer):
     cpus = os.cpu_count() or 1
     return [
         Workload("roundtrip", "round trip no-op", "us/call", "lower",
-                 ASYNC_CONTENDERS, measure_roundtrip, 5000, 1000,
+                 ASYNC_CONTENDERS, measure_roundtrip, 5000, 800,
                  description="sequential: await run(noop) in a loop"),
         Workload("gather-noop", "gathered no-op", "calls/s", "higher",
                  ASYNC_CONTENDERS + ["limit (no thread)"], measure_gather_noop,
-                 20000, 5000,
+                 20000, 3000,
                  description="create N calls of a no-op, then gather them; "
                              "the limit: N futures, no thread"),
         Workload("gather-stat", "gathered os.stat", "calls/s", "higher",
                  ASYNC_CONTENDERS,
                  functools.partial(measure_gather_stat, path=stat_path),
-                 20000, 5000,
+                 20000, 3000,
                  description="create N calls of os.stat of a cached file, then "
                              "gather them"),
         Workload("sleep", "sleep 1 ms", "ms", "lower", ASYNC_CONTENDERS,
@@ -422,16 +431,17 @@ def make_workloads(stat_path, sha_buffer):
                              "GIL) gathered, max_workers = os.cpu_count()"),
         Workload("cf-submit", "cf submit+result", "calls/s", "higher",
                  ["stdlib pool", "fastexec pool"], measure_cf_submit,
-                 100000, 20000,
+                 100000, 15000,
                  description="no asyncio: fs = [pool.submit(noop) ...N]; "
                              "f.result() for each"),
         Workload("cf-map", "cf map", "calls/s", "higher",
                  ["stdlib pool", "fastexec pool"], measure_cf_map,
-                 100000, 20000,
-                 description="no asyncio: list(pool.map(noop, range(N)))"),
+                 100000, 15000,
+                 description="no asyncio: list(pool.map(identity, range(N))), "
+                             "results checked untimed"),
         Workload("memory", "memory per pending call", "B/call", "lower",
                  ["stdlib", "drop-in", "fast path"], measure_memory,
-                 100000, 20000, max_workers=MEMORY_WORKERS,
+                 100000, 2000, max_workers=MEMORY_WORKERS,
                  description="tracemalloc delta / N for N calls queued behind "
                              "%d workers blocked on an Event" % MEMORY_WORKERS),
     ]
@@ -584,7 +594,7 @@ def note(results, result):
             return "%.2fx speed-up vs serial" % (serial.median / result.median)
     if key == "gather-noop":
         if result.contender == "limit (no thread)":
-            return "upper bound: no thread"
+            return "upper bound: no thread, asyncio loop"
         limit = _find(results, key, "limit (no thread)")
         if limit is not None:
             return "%.0f%% of the limit" % (100 * result.median / limit.median)
@@ -602,7 +612,7 @@ class Target:
     could not be measured; the target is met when value ``op`` threshold.
     """
 
-    def __init__(self, text, measure, op, threshold, fmt="%.2fx",
+    def __init__(self, text, measure, op, threshold, fmt="%.3fx",
                  stretch=False):
         self.text = text
         self.measure = measure
@@ -653,7 +663,7 @@ TARGETS = [
     Target("cf map: fastexec >= 5x stdlib calls/s",
            _ratio_of("cf-map", "fastexec pool", "stdlib pool"), ">=", 5),
     Target("memory per pending call: fast path <= 1/8 of stdlib",
-           _ratio_of("memory", "fast path", "stdlib"), "<=", 0.125, "%.3fx"),
+           _ratio_of("memory", "fast path", "stdlib"), "<=", 0.125),
     Target("sleep 1 ms: fast path within 10% of ideal (time/ideal <= 1.10)",
            _sleep_to_ideal, "<=", 1.10),
     Target("sha256: fast path no slower than stdlib (stdlib time/ours >= 0.95)",
@@ -746,6 +756,8 @@ def print_header(env, info, args, rounds, out):
         % (info["cpu_count"], info["process_cpu_count"], info["machine"],
            info["cpu_model"] or "unknown CPU"))
     out("with: %s" % (", ".join(versions) or "stdlib only"))
+    out("method: one event loop and one pool per contender per workload, "
+        "reused by its rounds; gc on")
     for name, why in sorted(env.missing.items()):
         skipped = [c.name for c in CONTENDERS.values() if name in c.requires]
         out("skipped: %s (%s)" % (", ".join(skipped), why))
@@ -913,7 +925,9 @@ def write_plot(path, results, info):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    labels, values = [], []
+    from matplotlib.ticker import FuncFormatter
+
+    labels, values, colors = [], [], []
     for r in results:
         base = _baseline(results, r)
         ratio = better_ratio(r, base)
@@ -921,18 +935,27 @@ def write_plot(path, results, info):
             continue
         labels.append("%s: %s" % (r.workload.title, r.contender))
         values.append(ratio)
-    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.28 * max(len(values), 1)))
+        if r.contender in REFERENCES:
+            colors.append("tab:gray")
+        else:
+            colors.append("tab:green" if ratio >= 1 else "tab:red")
+    if not values:
+        values, labels, colors = [1.0], ["(nothing to compare)"], ["white"]
+    fig, ax = plt.subplots(figsize=(9, 1.5 + 0.28 * len(values)))
     y = list(range(len(values)))[::-1]
-    colors = ["tab:green" if v >= 1 else "tab:red" for v in values]
-    ax.barh(y, values, color=colors)
+    # Bars start at 1 (as good as the stdlib) and go right when better.
+    ax.barh(y, [v - 1.0 for v in values], left=1.0, color=colors)
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=8)
     ax.set_xscale("log")
+    ax.set_xlim(min(values + [1.0]) / 1.6, max(values + [1.0]) * 1.6)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "%gx" % v))
     ax.axvline(1.0, color="black", linewidth=0.8)
     for yi, v in zip(y, values):
-        ax.text(v, yi, " %.2fx" % v, va="center", fontsize=7)
+        ax.text(v, yi, " %.2fx " % v, va="center", fontsize=7,
+                ha="left" if v >= 1 else "right")
     ax.set_xlabel("times better than the stdlib contender (log scale; "
-                  "> 1 is better)")
+                  "> 1 is better; gray: references, not contenders)")
     ax.set_title("fastexec bench: Python %s, %s CPUs, %s" % (
         info["python"], info["cpu_count"], info["cpu_model"] or
         info["machine"]), fontsize=9)

@@ -43,7 +43,11 @@ def patch_enabled():
 def _patch(cf_module):
     # ``concurrent.futures`` has finished executing; fastexec imports it (and
     # asyncio) itself, and subclasses the stdlib ThreadPoolExecutor, which it
-    # must see before we replace the names.
+    # must see before we replace the names.  The import system binds the
+    # submodule on its parent package only after exec_module returns; do it
+    # now, as code like ``import concurrent.futures; concurrent.futures.X``
+    # (fastexec's) needs it.
+    setattr(sys.modules["concurrent"], "futures", cf_module)
     import concurrent.futures.thread as cf_thread
     import fastexec
 
