@@ -37,7 +37,7 @@ setup(
     ext_modules=[
         Extension(
             "fastexec._fastexec",
-            sources=["src/_fastexec.c", "src/pool.c", "src/bridge.c"],
+            sources=["src/_fastexec.c", "src/pool.c", "src/bridge.c", "src/future.c"],
             depends=["src/fastexec.h"],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,

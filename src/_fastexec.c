@@ -99,6 +99,7 @@ module_exec(PyObject *module)
     IMPORT(logger, "concurrent.futures._base", "LOGGER");
     IMPORT(Thread, "threading", "Thread");
     IMPORT(current_thread, "threading", "current_thread");
+    IMPORT(Condition, "threading", "Condition");
     IMPORT(get_running_loop, "asyncio", "get_running_loop");
     IMPORT(convert_future_exc, "asyncio.futures", "_convert_future_exc");
     IMPORT(Executor_map, "concurrent.futures", "Executor");
@@ -120,6 +121,8 @@ module_exec(PyObject *module)
     if (st->submit_descr == NULL)
         return -1;
     if (fe_bridge_init_types(module, st) < 0)
+        return -1;
+    if (fe_future_init_type(module, st) < 0)
         return -1;
     return 0;
 }
@@ -143,6 +146,16 @@ module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->current_thread);
     Py_VISIT(st->get_running_loop);
     Py_VISIT(st->convert_future_exc);
+    Py_VISIT(st->Future_Type);
+    Py_VISIT(st->Condition);
+    Py_VISIT(st->base_result);
+    Py_VISIT(st->base_exception);
+    Py_VISIT(st->base_set_running);
+    Py_VISIT(st->base_set_result);
+    Py_VISIT(st->base_set_exception);
+    Py_VISIT(st->base_add_done_callback);
+    for (int i = 0; i < 5; i++)
+        Py_VISIT(st->state_names[i]);
     Py_VISIT(st->Executor_map);
     Py_VISIT(st->submit_descr);
     Py_VISIT(st->channels);
@@ -169,6 +182,16 @@ module_clear(PyObject *module)
     Py_CLEAR(st->current_thread);
     Py_CLEAR(st->get_running_loop);
     Py_CLEAR(st->convert_future_exc);
+    Py_CLEAR(st->Future_Type);
+    Py_CLEAR(st->Condition);
+    Py_CLEAR(st->base_result);
+    Py_CLEAR(st->base_exception);
+    Py_CLEAR(st->base_set_running);
+    Py_CLEAR(st->base_set_result);
+    Py_CLEAR(st->base_set_exception);
+    Py_CLEAR(st->base_add_done_callback);
+    for (int i = 0; i < 5; i++)
+        Py_CLEAR(st->state_names[i]);
     Py_CLEAR(st->Executor_map);
     Py_CLEAR(st->submit_descr);
     Py_CLEAR(st->channels);

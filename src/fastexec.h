@@ -33,6 +33,7 @@ typedef struct {
     PyTypeObject *Channel_Type;   /* per-loop outbox of finished jobs */
     PyTypeObject *Wakeup_Type;    /* the callback one batch costs the loop */
     PyTypeObject *Relay_Type;     /* wrap_future's done-callback */
+    PyTypeObject *Future_Type;    /* our concurrent.futures.Future subclass */
 
     PyObject *cf_Future;          /* concurrent.futures.Future */
     PyObject *CancelledError;     /* concurrent.futures.CancelledError */
@@ -43,6 +44,10 @@ typedef struct {
     PyObject *current_thread;     /* threading.current_thread */
     PyObject *get_running_loop;   /* asyncio.get_running_loop */
     PyObject *convert_future_exc; /* asyncio.futures._convert_future_exc */
+    PyObject *Condition;          /* threading.Condition */
+    PyObject *state_names[5];     /* concurrent.futures._base.PENDING, ... */
+    PyObject *base_result, *base_exception, *base_set_running;
+    PyObject *base_set_result, *base_set_exception, *base_add_done_callback;
     PyObject *Executor_map;       /* concurrent.futures.Executor.map */
     PyObject *submit_descr;       /* Pool.submit, to spot an override */
     PyObject *channels;           /* dict: weakref(loop) -> Channel */
@@ -98,6 +103,14 @@ struct fe_channel *fe_channel_for_loop(fe_state *st, PyObject *loop);
 /* Hand a finished ASYNC job to its loop (takes ownership of `job`). */
 void fe_channel_post(fe_state *st, fe_job *job);
 PyObject *fe_wrap_future(fe_state *st, PyObject *cf_future, PyObject *loop);
+
+/* Future (future.c). */
+int fe_future_init_type(PyObject *module, fe_state *st);
+PyObject *fe_future_new(fe_state *st);
+int fe_future_check(fe_state *st, PyObject *o);
+int fe_future_set_running(PyObject *self);        /* 1, 0 (cancelled), -1 */
+int fe_future_set_result(PyObject *self, PyObject *value);
+int fe_future_set_exception(PyObject *self, PyObject *exc);
 
 /* Pool (pool.c). */
 int fe_pool_init_types(PyObject *module, fe_state *st);

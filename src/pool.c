@@ -483,14 +483,11 @@ job_fail(fe_core *c, fe_job *job, PyObject *exc)
 {
     fe_state *st = c->st;
     switch (job->kind) {
-    case JOB_CF: {
-        PyObject *r = PyObject_CallMethodOneArg(job->future, st->s_set_exception, exc);
-        if (r == NULL)
+    case JOB_CF:
+        if (fe_future_set_exception(job->future, exc) < 0)
             PyErr_WriteUnraisable(job->future);
-        Py_XDECREF(r);
         fe_job_free(job);
         break;
-    }
     case JOB_ASYNC:
         job->outcome = OUT_EXCEPTION;
         job->value = Py_NewRef(exc);
@@ -515,37 +512,35 @@ core_run_job(fe_core *c, fe_job *job)
     int done;
 
     switch (job->kind) {
-    case JOB_CF:
-        r = PyObject_CallMethodNoArgs(job->future, st->s_set_running_or_notify_cancel);
-        if (r == NULL) {
-            /* The future was already running or done: someone else owns it. */
-            PyErr_WriteUnraisable(job->future);
+    case JOB_CF: {
+        /* Our own Future (submit made it): its C entry points. */
+        int running = fe_future_set_running(job->future);
+        if (running <= 0) {
+            /* Cancelled; or (< 0) already running or done, which only
+             * someone else's meddling can cause: report it, skip the job. */
+            if (running < 0)
+                PyErr_WriteUnraisable(job->future);
             fe_job_free(job);
             return DONE_CANCELLED;
         }
-        if (r == Py_False) {
-            Py_DECREF(r);
-            fe_job_free(job);
-            return DONE_CANCELLED;
-        }
-        Py_DECREF(r);
+        int rc;
         res = job_call(job);
         if (res != NULL) {
-            r = PyObject_CallMethodOneArg(job->future, st->s_set_result, res);
+            rc = fe_future_set_result(job->future, res);
             Py_DECREF(res);
             done = DONE_OK;
         }
         else {
             PyObject *exc = fe_fetch_exception();
-            r = PyObject_CallMethodOneArg(job->future, st->s_set_exception, exc);
+            rc = fe_future_set_exception(job->future, exc);
             Py_DECREF(exc);
             done = DONE_FAILED;
         }
-        if (r == NULL)
+        if (rc < 0)
             PyErr_WriteUnraisable(job->future);
-        Py_XDECREF(r);
         fe_job_free(job);
         return done;
+    }
 
     case JOB_ASYNC:
         /* Cancelled while queued: don't run it (as the stdlib, whose
@@ -1421,7 +1416,7 @@ pool_submit(fe_pool *self, PyObject *const *args, size_t nargsf, PyObject *kwnam
         fe_job_free(job);
         return NULL;
     }
-    job->future = PyObject_CallNoArgs(st->cf_Future);
+    job->future = fe_future_new(st);
     if (job->future == NULL) {
         fe_job_free(job);
         return NULL;
