@@ -83,6 +83,35 @@ def tail(path, n=60):
     return "".join(lines[-n:])
 
 
+def packaging_check(pythons, work, env):
+    """An sdist and a wheel build; the sdist installs into a clean venv."""
+    print("\n=== packaging: sdist + wheel, sdist into a clean venv ===", flush=True)
+    v = "3.11" if "3.11" in pythons else list(pythons)[-1]
+    venv = os.path.join(work, "venv-%s" % v)
+    vpy = os.path.join(venv, "bin", "python")
+    log = os.path.join(work, "packaging.txt")
+    dist = os.path.join(work, "dist")
+    shutil.rmtree(dist, ignore_errors=True)
+    clean = os.path.join(work, "venv-clean")
+    if run([vpy, "-m", "pip", "install", "-q", "build"], log, env, 600) != 0:
+        return False
+    if run([vpy, "-m", "build", "--sdist", "--wheel", "--outdir", dist, REPO], log, env, 900) != 0:
+        return False
+    sdists = glob.glob(os.path.join(dist, "*.tar.gz"))
+    if not sdists or not glob.glob(os.path.join(dist, "*.whl")):
+        return False
+    if run([pythons[v], "-m", "venv", "--clear", clean], log, env) != 0:
+        return False
+    cpy = os.path.join(clean, "bin", "python")
+    if run([cpy, "-m", "pip", "install", "-q", sdists[0]], log, env, 900) != 0:
+        return False
+    smoke = ("import fastexec, asyncio; p = fastexec.ThreadPoolExecutor(2); "
+             "assert p.submit(pow, 2, 8).result() == 256; "
+             "assert asyncio.run(asyncio.wait_for(p.run(abs, -3), 10)) == 3; "
+             "p.shutdown(); print('sdist install OK')")
+    return run([cpy, "-c", smoke], log, env, 120, cwd=work) == 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -173,6 +202,13 @@ def main():
             # Leave the venv with a normal build.
             run([vpy, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", "."],
                 slog, env, 1200)
+
+    if not args.only or len(args.only) > 1:
+        ok = packaging_check(pythons, work, env)
+        passed += ok
+        failed += not ok
+        if not ok:
+            problems.append("packaging: see %s" % os.path.join(work, "packaging.txt"))
 
     for p in problems:
         print("\n--- problem: " + p)

@@ -32,6 +32,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 BrokenThreadPool = _cf_thread.BrokenThreadPool
+Future = _fastexec.Future
 
 # Every live pool core, so that interpreter exit and fork can reach them.
 _live_cores = weakref.WeakSet()

@@ -7,8 +7,8 @@ figure shown is the median of the counted rounds.
 Method, kept the same for every contender:
 
 * one event loop and one pool per contender per workload, created before the
-  workload's first round and closed after its last; every round is one
-  ``loop.run_until_complete`` on that loop;
+  workload's first round and closed after its last; every asyncio round is
+  one ``loop.run_until_complete`` on that loop;
 * stdlib and fastexec pools get the same ``max_workers`` (the stdlib default,
   ``min(32, cpu + 4)``, unless the workload says otherwise);
 * before each round, untimed: ``gc.collect()`` and, inside the round, one
@@ -103,12 +103,18 @@ class _Env:
         else:
             self.anyio = anyio
 
+    def versions(self):
+        found = {}
+        if self.fastexec is not None:
+            found["fastexec"] = self.fastexec.__version__
+        if self.uvloop is not None:
+            found["uvloop"] = getattr(self.uvloop, "__version__", "?")
+        if self.anyio is not None:
+            found["anyio"] = _dist_version("anyio")
+        return found
+
     def has(self, requires):
         return all(getattr(self, name) is not None for name in requires)
-
-    def why_not(self, requires):
-        return "; ".join(self.missing[name] for name in requires
-                         if name in self.missing)
 
 
 # --------------------------------------------------------------------------
@@ -118,13 +124,12 @@ class _Env:
 class Session:
     """One contender's loop and pools for one workload (all of its rounds)."""
 
-    def __init__(self, name, max_workers, loop=None, pools=(), call=None,
-                 pool=None):
+    def __init__(self, name, max_workers, loop=None, pools=(), call=None):
         self.name = name
         self.max_workers = max_workers
         self.loop = loop
         self.pools = list(pools)
-        self.pool = pool if pool is not None else (pools[0] if pools else None)
+        self.pool = self.pools[0] if self.pools else None
         self.call = call
 
     def run(self, coroutine_function):
@@ -369,7 +374,8 @@ def measure_memory(session, n):
 
 class Workload:
     def __init__(self, key, title, unit, better, contenders, measure,
-                 full_size, quick_size, max_workers=None, description=""):
+                 full_size, quick_size, max_workers=None, max_rounds=None,
+                 description=""):
         self.key = key
         self.title = title
         self.unit = unit
@@ -379,7 +385,11 @@ class Workload:
         self.full_size = full_size
         self.quick_size = quick_size
         self.max_workers = max_workers  # None: the stdlib default
+        self.max_rounds = max_rounds    # None: as many as asked for
         self.description = description
+
+    def rounds_for(self, rounds):
+        return min(rounds, self.max_rounds or rounds)
 
 
 def _default_max_workers():
@@ -404,17 +414,17 @@ def make_workloads(stat_path, sha_buffer):
     cpus = os.cpu_count() or 1
     return [
         Workload("roundtrip", "round trip no-op", "us/call", "lower",
-                 ASYNC_CONTENDERS, measure_roundtrip, 5000, 800,
+                 ASYNC_CONTENDERS, measure_roundtrip, 5000, 500,
                  description="sequential: await run(noop) in a loop"),
         Workload("gather-noop", "gathered no-op", "calls/s", "higher",
                  ASYNC_CONTENDERS + ["limit (no thread)"], measure_gather_noop,
-                 20000, 3000,
+                 20000, 2000,
                  description="create N calls of a no-op, then gather them; "
                              "the limit: N futures, no thread"),
         Workload("gather-stat", "gathered os.stat", "calls/s", "higher",
                  ASYNC_CONTENDERS,
                  functools.partial(measure_gather_stat, path=stat_path),
-                 20000, 3000,
+                 20000, 2000,
                  description="create N calls of os.stat of a cached file, then "
                              "gather them"),
         Workload("sleep", "sleep 1 ms", "ms", "lower", ASYNC_CONTENDERS,
@@ -431,19 +441,21 @@ def make_workloads(stat_path, sha_buffer):
                              "GIL) gathered, max_workers = os.cpu_count()"),
         Workload("cf-submit", "cf submit+result", "calls/s", "higher",
                  ["stdlib pool", "fastexec pool"], measure_cf_submit,
-                 100000, 15000,
+                 100000, 10000,
                  description="no asyncio: fs = [pool.submit(noop) ...N]; "
                              "f.result() for each"),
         Workload("cf-map", "cf map", "calls/s", "higher",
                  ["stdlib pool", "fastexec pool"], measure_cf_map,
-                 100000, 15000,
+                 100000, 10000,
                  description="no asyncio: list(pool.map(identity, range(N))), "
                              "results checked untimed"),
         Workload("memory", "memory per pending call", "B/call", "lower",
                  ["stdlib", "drop-in", "fast path"], measure_memory,
-                 100000, 2000, max_workers=MEMORY_WORKERS,
+                 100000, 2000, max_workers=MEMORY_WORKERS, max_rounds=3,
                  description="tracemalloc delta / N for N calls queued behind "
-                             "%d workers blocked on an Event" % MEMORY_WORKERS),
+                             "%d workers blocked on an Event; at most 3 rounds "
+                             "(a byte count: it does not vary)"
+                             % MEMORY_WORKERS),
     ]
 
 
@@ -505,6 +517,7 @@ class Progress:
 
 
 def run_workload(env, workload, contenders, size, rounds, progress):
+    rounds = workload.rounds_for(rounds)
     max_workers = workload.max_workers or _default_max_workers()
     results = [Result(workload, name, size, max_workers) for name in contenders]
     sessions = []
@@ -587,11 +600,12 @@ def note(results, result):
         return ""
     if key == "sleep":
         ideal = ideal_sleep_ms(result.size)
-        return "%.2fx ideal (%.2f ms)" % (result.median / ideal, ideal)
+        return "%.2f%s ideal (%.2f ms)" % (result.median / ideal, X, ideal)
     if key == "sha256":
         serial = _find(results, key, "serial (no pool)")
         if serial is not None and result is not serial:
-            return "%.2fx speed-up vs serial" % (serial.median / result.median)
+            return "%.2f%s speed-up vs serial" % (serial.median / result.median,
+                                                  X)
     if key == "gather-noop":
         if result.contender == "limit (no thread)":
             return "upper bound: no thread, asyncio loop"
@@ -612,13 +626,11 @@ class Target:
     could not be measured; the target is met when value ``op`` threshold.
     """
 
-    def __init__(self, text, measure, op, threshold, fmt="%.3fx",
-                 stretch=False):
+    def __init__(self, text, measure, op, threshold, stretch=False):
         self.text = text
         self.measure = measure
         self.op = op
         self.threshold = threshold
-        self.fmt = fmt
         self.stretch = stretch
 
     def evaluate(self, results):
@@ -627,7 +639,7 @@ class Target:
             return "SKIP", None, value
         met = value >= self.threshold if self.op == ">=" \
             else value <= self.threshold
-        return ("PASS" if met else "MISS"), value, self.fmt % value
+        return ("PASS" if met else "MISS"), value, "%.3f%s" % (value, X)
 
 
 def _ratio_of(workload, ours, theirs, invert=False):
@@ -650,17 +662,17 @@ def _sleep_to_ideal(results):
 
 
 TARGETS = [
-    Target("gathered no-op: fast path >= 12x stdlib calls/s",
+    Target("gathered no-op: fast path >= 12{x} stdlib calls/s",
            _ratio_of("gather-noop", "fast path", "stdlib"), ">=", 12),
-    Target("round trip: fast path <= 0.45x stdlib us/call",
+    Target("round trip: fast path <= 0.45{x} stdlib {us}",
            _ratio_of("roundtrip", "fast path", "stdlib"), "<=", 0.45),
-    Target("gathered os.stat: fast path >= 6x stdlib calls/s",
+    Target("gathered os.stat: fast path >= 6{x} stdlib calls/s",
            _ratio_of("gather-stat", "fast path", "stdlib"), ">=", 6),
-    Target("gathered no-op: drop-in >= 1.3x stdlib calls/s",
+    Target("gathered no-op: drop-in >= 1.3{x} stdlib calls/s",
            _ratio_of("gather-noop", "drop-in", "stdlib"), ">=", 1.3),
-    Target("cf submit+result: fastexec >= 3x stdlib calls/s",
+    Target("cf submit+result: fastexec >= 3{x} stdlib calls/s",
            _ratio_of("cf-submit", "fastexec pool", "stdlib pool"), ">=", 3),
-    Target("cf map: fastexec >= 5x stdlib calls/s",
+    Target("cf map: fastexec >= 5{x} stdlib calls/s",
            _ratio_of("cf-map", "fastexec pool", "stdlib pool"), ">=", 5),
     Target("memory per pending call: fast path <= 1/8 of stdlib",
            _ratio_of("memory", "fast path", "stdlib"), "<=", 0.125),
@@ -668,12 +680,12 @@ TARGETS = [
            _sleep_to_ideal, "<=", 1.10),
     Target("sha256: fast path no slower than stdlib (stdlib time/ours >= 0.95)",
            _ratio_of("sha256", "fast path", "stdlib", invert=True), ">=", 0.95),
-    Target("gathered no-op: fast path >= 5x anyio.to_thread.run_sync",
+    Target("gathered no-op: fast path >= 5{x} anyio.to_thread.run_sync",
            _ratio_of("gather-noop", "fast path", "anyio"), ">=", 5),
     Target("stretch: gathered no-op: fast path >= 50% of the no-thread limit",
            _ratio_of("gather-noop", "fast path", "limit (no thread)"), ">=",
            0.5, stretch=True),
-    Target("stretch: round trip: fast path <= 0.33x stdlib us/call",
+    Target("stretch: round trip: fast path <= 0.33{x} stdlib {us}",
            _ratio_of("roundtrip", "fast path", "stdlib"), "<=", 0.33,
            stretch=True),
 ]
@@ -692,10 +704,16 @@ def _can_print(text):
 
 
 _PRETTY = {"us/call": "\u00b5s/call"} if _can_print("\u00b5") else {}
+X = "\u00d7" if _can_print("\u00d7") else "x"     # as in "12x faster"
 
 
 def _unit(unit):
     return _PRETTY.get(unit, unit)
+
+
+def _pretty(text):
+    """A target's text with its {x} and {us} written for this terminal."""
+    return text.format(x=X, us=_unit("us/call"))
 
 
 def format_figure(value, unit):
@@ -741,15 +759,10 @@ def machine_info():
 
 
 def print_header(env, info, args, rounds, out):
-    versions = []
-    if env.fastexec is not None:
-        versions.append("fastexec %s" % env.fastexec.__version__)
-    if env.uvloop is not None:
-        versions.append("uvloop %s" % getattr(env.uvloop, "__version__", "?"))
-    if env.anyio is not None:
-        versions.append("anyio %s" % _dist_version("anyio"))
-    out("fastexec bench: %s mode, median of %d rounds after 1 warm-up round, "
-        "interleaved" % ("quick" if args.quick else "full", rounds))
+    versions = ["%s %s" % item for item in env.versions().items()]
+    out("fastexec bench: %s mode, median of %d round%s after 1 warm-up "
+        "round, interleaved" % ("quick" if args.quick else "full", rounds,
+                                "" if rounds == 1 else "s"))
     out("Python %s (%s, %s) on %s" % (info["python"], info["implementation"],
                                       info["python_build"], info["platform"]))
     out("CPUs: os.cpu_count() = %s, process CPU count = %s; machine: %s, %s"
@@ -804,7 +817,7 @@ def print_table(results, out):
         elif better is None:
             versus = "-"
         else:
-            versus = "%.2fx %s" % (better, _word(workload))
+            versus = "%.2f%s %s" % (better, X, _word(workload))
         raw = raw_ratio(r, base)
         rows.append([
             name_cell,
@@ -859,9 +872,9 @@ def evaluate_targets(results):
 def print_targets(evaluated, out):
     out("")
     out("targets (ratios are ours/theirs of the medians):")
-    width = max(len(t.text) for t, _, _, _ in evaluated)
+    width = max(len(_pretty(t.text)) for t, _, _, _ in evaluated)
     for target, status, _value, shown in evaluated:
-        out("  %s  %s  %s" % (status, target.text.ljust(width),
+        out("  %s  %s  %s" % (status, _pretty(target.text).ljust(width),
                               shown if status == "SKIP" else "measured " + shown))
     main = [s for t, s, _, _ in evaluated if not t.stretch]
     stretch = [s for t, s, _, _ in evaluated if t.stretch]
@@ -877,8 +890,7 @@ def write_json(path, info, args, rounds, sizes, seconds, env, results,
                      rounds=rounds, warmup_rounds=1, sizes=sizes,
                      workload_seconds=seconds,
                      default_max_workers=_default_max_workers(),
-                     fastexec=(env.fastexec.__version__
-                               if env.fastexec is not None else None),
+                     versions=env.versions(),
                      skipped=env.missing, notes=env.notes),
         "contenders": {name: c.description for name, c in CONTENDERS.items()},
         "results": [],
@@ -908,7 +920,7 @@ def write_json(path, info, args, rounds, sizes, seconds, env, results,
         })
     for target, status, value, shown in evaluated:
         data["targets"].append({
-            "target": target.text, "op": target.op,
+            "target": _pretty(target.text), "op": target.op,
             "threshold": target.threshold, "stretch": target.stretch,
             "status": status, "measured": value, "detail": shown,
         })
@@ -949,10 +961,10 @@ def write_plot(path, results, info):
     ax.set_yticklabels(labels, fontsize=8)
     ax.set_xscale("log")
     ax.set_xlim(min(values + [1.0]) / 1.6, max(values + [1.0]) * 1.6)
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "%gx" % v))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "%g\u00d7" % v))
     ax.axvline(1.0, color="black", linewidth=0.8)
     for yi, v in zip(y, values):
-        ax.text(v, yi, " %.2fx " % v, va="center", fontsize=7,
+        ax.text(v, yi, " %.2f\u00d7 " % v, va="center", fontsize=7,
                 ha="left" if v >= 1 else "right")
     ax.set_xlabel("times better than the stdlib contender (log scale; "
                   "> 1 is better; gray: references, not contenders)")
@@ -1003,12 +1015,19 @@ def main(argv=None, prog=None):
     if args.only:
         selected = [k.strip() for k in args.only.split(",") if k.strip()]
         unknown = [k for k in selected if k not in WORKLOAD_KEYS]
-        if unknown:
-            parser.error("unknown workload(s) %s; choose from %s"
-                         % (", ".join(unknown), ", ".join(WORKLOAD_KEYS)))
+        if unknown or not selected:
+            parser.error("%s; choose from %s" % (
+                "unknown workload(s) " + ", ".join(unknown) if unknown
+                else "no workload given", ", ".join(WORKLOAD_KEYS)))
 
     def out(text=""):
-        print(text, flush=True)
+        try:
+            print(text, flush=True)
+        except BrokenPipeError:
+            # The reader went away (| head): keep going for --json / --plot.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
 
     started = perf_counter()
     env = _Env()
@@ -1026,7 +1045,8 @@ def main(argv=None, prog=None):
                 for w in workloads]
         sizes = {w.key: (w.quick_size if args.quick else w.full_size)
                  for w in workloads}
-        progress = Progress(sum(len(cs) for _, cs in plan) * (rounds + 1),
+        progress = Progress(sum(len(cs) * (w.rounds_for(rounds) + 1)
+                                for w, cs in plan),
                             enabled=not args.no_progress)
         results = []
         seconds = {}
