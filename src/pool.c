@@ -48,6 +48,7 @@ typedef struct {
     PyObject *initargs;           /* tuple */
     PyObject *prefix;             /* str: thread name prefix */
     PyObject *threads;            /* the executor's _threads set */
+    PyObject *orphans;            /* workers gone before being listed, or NULL */
     PyObject *broken_msg;         /* str once broken */
     int configured;
     PyObject *weakreflist;        /* fastexec's registry of live pools */
@@ -370,21 +371,22 @@ spawn_worker(fe_core *c)
     Py_DECREF(kwargs);
     if (t == NULL)
         return -1;
-    /* Added before start: a worker that exits at once (idle_timeout)
-     * discards itself, and must find itself there. */
-    if (PySet_Add(c->threads, t) < 0) {
+    PyObject *r = PyObject_CallMethodNoArgs(t, st->s_start);
+    if (r == NULL) {
         Py_DECREF(t);
         return -1;
     }
-    PyObject *r = PyObject_CallMethodNoArgs(t, st->s_start);
-    if (r == NULL) {
-        PyObject *exc = fe_fetch_exception();
-        if (PySet_Discard(c->threads, t) < 0)
+    /* Listed once started, as the stdlib (shutdown() may join whatever is
+     * listed, and start() let other threads run).  A worker that already
+     * left (idle_timeout) could not unlist itself: it left a note. */
+    /* The thread runs and is counted: from here a failure only costs the
+     * listing, so it is reported, not returned. */
+    if (PySet_Add(c->threads, t) < 0)
+        PyErr_WriteUnraisable(c->threads);
+    else if (c->orphans != NULL) {
+        int gone = PySet_Discard(c->orphans, t);
+        if (gone < 0 || (gone == 1 && PySet_Discard(c->threads, t) < 0))
             PyErr_WriteUnraisable(c->threads);
-        fe_raise(exc);
-        Py_DECREF(exc);
-        Py_DECREF(t);
-        return -1;
     }
     Py_DECREF(r);
     Py_DECREF(t);
@@ -827,9 +829,17 @@ core_worker(fe_core *c, PyObject *Py_UNUSED(ignored))
     pthread_cond_destroy(&w.cv);
 
     if (idle_exit) {
-        /* Leave _threads, so it lists the live workers. */
+        /* Leave _threads, so it lists the live workers; if our spawner has
+         * not listed us yet, leave it a note to drop us (see spawn_worker). */
         PyObject *me = PyObject_CallNoArgs(st->current_thread);
-        if (me == NULL || PySet_Discard(c->threads, me) < 0)
+        int found = me ? PySet_Discard(c->threads, me) : -1;
+        if (found == 0) {
+            if (c->orphans == NULL)
+                c->orphans = PySet_New(NULL);
+            if (c->orphans == NULL || PySet_Add(c->orphans, me) < 0)
+                found = -1;
+        }
+        if (found < 0)
             PyErr_WriteUnraisable((PyObject *)c);
         Py_XDECREF(me);
     }
@@ -983,6 +993,7 @@ core_traverse(fe_core *c, visitproc visit, void *arg)
     Py_VISIT(c->initargs);
     Py_VISIT(c->prefix);
     Py_VISIT(c->threads);
+    Py_VISIT(c->orphans);
     Py_VISIT(c->broken_msg);
     /* trylock: the fork hooks hold mu while other Python code (and so a
      * collection) may run in this thread.  Not visiting is safe: the GC then
@@ -1018,6 +1029,7 @@ core_clear(fe_core *c)
     Py_CLEAR(c->initargs);
     Py_CLEAR(c->prefix);
     Py_CLEAR(c->threads);
+    Py_CLEAR(c->orphans);
     Py_CLEAR(c->broken_msg);
     return 0;
 }

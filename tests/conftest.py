@@ -16,7 +16,6 @@ not skipped: a broken build must not look like a green suite).
 """
 
 import concurrent.futures
-import sys
 import threading
 
 import pytest

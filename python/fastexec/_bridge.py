@@ -43,10 +43,13 @@ def _default_executor(loop):
 
 
 def _check_callback(loop, func):
-    if loop.get_debug():
-        check = getattr(loop, "_check_callback", None)
-        if check is not None:
-            check(func, "run_in_executor")
+    # What the loop's own run_in_executor would refuse: the stdlib loops check
+    # in debug mode only; uvloop refuses coroutines always.
+    if isinstance(loop, _base_events.BaseEventLoop):
+        if loop.get_debug():
+            loop._check_callback(func, "run_in_executor")
+    elif asyncio.iscoroutine(func) or asyncio.iscoroutinefunction(func):
+        raise TypeError("coroutines cannot be used with run_in_executor()")
 
 
 def _stdlib_path(loop, executor, func, args, kwargs):

@@ -1,0 +1,138 @@
+"""Helpers shared by the reliability tests (test_leaks, test_reliability,
+test_storm).  Not a test module.
+
+* ``rss_bytes()``: the resident set size, from /proc/self/statm.
+* ``LeakProbe``: warm-up, then N calls, then compare RSS, tracemalloc's
+  current traced memory and the refcounts of the objects involved.
+* ``run_python(code)``: run ``sys.executable -c code`` with a faulthandler
+  watchdog (a hang in the child dumps every thread's stack and exits instead
+  of stalling the suite) and return the CompletedProcess.
+"""
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Tolerances for the leak tests (see test_leaks.py's docstring for the
+# figures they were calibrated against).
+RSS_TOLERANCE = 2 * 1024 * 1024
+TRACEMALLOC_TOLERANCE = 256 * 1024
+
+
+def rss_bytes():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class LeakProbe:
+    """Measure one call path for leaks.
+
+    ``drive(n)`` must make n calls through the path and wait for all of
+    them.  ``watch`` are the objects whose refcounts must come back (the
+    function, its arguments, its result...).  ``run()`` does:
+
+    1. RSS phase, tracemalloc off (tracemalloc's own tables move RSS by
+       several MB): drive(warm); collect; note RSS and refcounts;
+       drive(n); collect; note RSS and refcounts again.
+    2. tracemalloc phase: start tracemalloc; drive(warm); collect; note the
+       traced memory; drive(n); collect; note again; stop.
+
+    and returns a dict of figures; ``check()`` asserts them.
+    """
+
+    def __init__(self, name, drive, n, warm, watch=()):
+        self.name = name
+        self.drive = drive
+        self.n = n
+        self.warm = warm
+        self.watch = list(watch)
+
+    def _refs(self):
+        return [sys.getrefcount(o) for o in self.watch]
+
+    def run(self, tracemalloc_n=None):
+        was_tracing = tracemalloc.is_tracing()
+        if was_tracing:
+            tracemalloc.stop()
+        self.drive(self.warm)
+        gc.collect()
+        refs0 = self._refs()
+        rss0 = rss_bytes()
+        self.drive(self.n)
+        gc.collect()
+        rss1 = rss_bytes()
+        refs1 = self._refs()
+
+        tn = self.n if tracemalloc_n is None else tracemalloc_n
+        tracemalloc.start(1)
+        try:
+            self.drive(self.warm)
+            gc.collect()
+            tm0 = tracemalloc.get_traced_memory()[0]
+            self.drive(tn)
+            gc.collect()
+            tm1 = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+            if was_tracing:
+                tracemalloc.start()
+        refs2 = self._refs()
+        self.figures = dict(name=self.name, n=self.n, tracemalloc_n=tn,
+                            rss_delta=rss1 - rss0, tm_delta=tm1 - tm0,
+                            refs_before=refs0, refs_after=refs1,
+                            refs_end=refs2)
+        return self.figures
+
+    def describe(self):
+        f = self.figures
+        return ("%(name)s: %(n)d calls: RSS %(rss_delta)+d bytes; "
+                "%(tracemalloc_n)d calls under tracemalloc: traced memory "
+                "%(tm_delta)+d bytes; refcounts %(refs_before)s -> "
+                "%(refs_after)s -> %(refs_end)s" % f)
+
+    def check(self, rss_tol=RSS_TOLERANCE, tm_tol=TRACEMALLOC_TOLERANCE,
+              reference=""):
+        f = self.figures
+        msg = self.describe() + (" [" + reference + "]" if reference else "")
+        assert f["refs_after"] == f["refs_before"], "refcounts moved: " + msg
+        assert f["refs_end"] == f["refs_before"], "refcounts moved: " + msg
+        assert f["rss_delta"] < rss_tol, "RSS grew: " + msg
+        assert f["tm_delta"] < tm_tol, "traced memory grew: " + msg
+
+
+PRELUDE = """\
+import faulthandler, os, sys, threading, time
+faulthandler.dump_traceback_later({watchdog}, exit=True)
+"""
+
+
+def run_python(code, timeout=40, watchdog=25, python=None, env=None,
+               prelude=True):
+    body = textwrap.dedent(code)
+    if prelude:
+        body = PRELUDE.format(watchdog=watchdog) + body
+    full_env = dict(os.environ)
+    full_env.pop("PYTHONWARNINGS", None)
+    full_env.update(env or {})
+    return subprocess.run([python or sys.executable, "-c", body],
+                          capture_output=True, text=True, timeout=timeout,
+                          env=full_env, cwd=HERE)
+
+
+def detail(proc):
+    return "rc=%s\n--- stdout\n%s\n--- stderr\n%s" % (
+        proc.returncode, proc.stdout, proc.stderr)
+
+
+def assert_clean_exit(proc, rc=0):
+    d = detail(proc)
+    assert proc.returncode == rc, d
+    assert "Fatal Python error" not in proc.stderr, d
+    assert "Traceback" not in proc.stderr, d
+    assert "Timeout (" not in proc.stderr, d        # faulthandler watchdog
+    assert "Exception ignored" not in proc.stderr, d
