@@ -18,7 +18,10 @@
  * worker's C stack for the worker's whole life. Guarded by core->mu. */
 typedef struct fe_worker {
     pthread_cond_t cv;
-    struct fe_worker *prev, *next;
+    struct fe_worker *prev, *next;        /* on the idle stack */
+    struct fe_worker *all_prev, *all_next;  /* on the list of all workers */
+    fe_job *current;              /* the job in its hands, or NULL: read by
+                                     the child after fork (see there) */
     int woken;                    /* set by the thread that popped it */
 } fe_worker;
 
@@ -31,6 +34,7 @@ typedef struct {
     fe_job *head, *tail;          /* FIFO of jobs waiting for a worker */
     Py_ssize_t nqueued;
     fe_worker *idle;              /* LIFO stack of waiting workers */
+    fe_worker *all;               /* every running worker */
     int nidle;
     int nthreads;                 /* workers started and not yet exiting */
     int nrunning;                 /* jobs in a worker's hands */
@@ -507,7 +511,7 @@ enum { DONE_NOTHING, DONE_OK, DONE_FAILED, DONE_CANCELLED };
 
 /* Run one job, deliver its outcome, free it.  GIL held. Returns a DONE_*. */
 static int
-core_run_job(fe_core *c, fe_job *job)
+core_run_job(fe_core *c, fe_worker *w, fe_job *job)
 {
     fe_state *st = c->st;
     PyObject *res, *r;
@@ -522,6 +526,7 @@ core_run_job(fe_core *c, fe_job *job)
              * someone else's meddling can cause: report it, skip the job. */
             if (running < 0)
                 PyErr_WriteUnraisable(job->future);
+            w->current = NULL;  /* before any finalizer can run */
             fe_job_free(job);
             return DONE_CANCELLED;
         }
@@ -540,7 +545,8 @@ core_run_job(fe_core *c, fe_job *job)
         }
         if (rc < 0)
             PyErr_WriteUnraisable(job->future);
-        fe_job_free(job);
+        w->current = NULL;  /* before any finalizer can run */
+            fe_job_free(job);
         return done;
     }
 
@@ -550,11 +556,13 @@ core_run_job(fe_core *c, fe_job *job)
         r = PyObject_CallMethodNoArgs(job->future, st->s_done);
         if (r == NULL) {
             PyErr_WriteUnraisable(job->future);
+            w->current = NULL;  /* before any finalizer can run */
             fe_job_free(job);
             return DONE_CANCELLED;
         }
         if (r == Py_True) {
             Py_DECREF(r);
+            w->current = NULL;  /* before any finalizer can run */
             fe_job_free(job);
             return DONE_CANCELLED;
         }
@@ -574,11 +582,13 @@ core_run_job(fe_core *c, fe_job *job)
             job->value = fe_fetch_exception();
             done = DONE_FAILED;
         }
+        w->current = NULL;
         fe_channel_post(st, job);
         return done;
 
     case JOB_MAP:
         if (batch_abandoned(job->batch)) {
+            w->current = NULL;  /* before any finalizer can run */
             fe_job_free(job);
             return DONE_CANCELLED;
         }
@@ -591,7 +601,8 @@ core_run_job(fe_core *c, fe_job *job)
             batch_settle(job->batch, job->index, ITEM_ERROR, fe_fetch_exception());
             done = DONE_FAILED;
         }
-        fe_job_free(job);
+        w->current = NULL;  /* before any finalizer can run */
+            fe_job_free(job);
         return done;
     }
     Py_UNREACHABLE();
@@ -667,6 +678,7 @@ core_next_job(fe_core *c, fe_worker *w, int prev_done, int *idle_exit)
     /* Fast path: more work is queued; run it back to back, keeping the GIL. */
     job = queue_pop(c);
     if (job != NULL) {
+        w->current = job;
         c->nrunning++;
         pthread_mutex_unlock(&c->mu);
         return job;
@@ -694,6 +706,7 @@ core_next_job(fe_core *c, fe_worker *w, int prev_done, int *idle_exit)
     for (;;) {
         job = queue_pop(c);
         if (job != NULL) {
+            w->current = job;
             c->nrunning++;
             break;
         }
@@ -815,17 +828,33 @@ core_worker(fe_core *c, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     w.prev = w.next = NULL;
+    w.current = NULL;
     w.woken = 0;
+    pthread_mutex_lock(&c->mu);
+    w.all_prev = NULL;
+    w.all_next = c->all;
+    if (c->all != NULL)
+        c->all->all_prev = &w;
+    c->all = &w;
+    pthread_mutex_unlock(&c->mu);
 
     for (;;) {
         fe_job *job = core_next_job(c, &w, done, &idle_exit);
         if (job == NULL)
             break;
-        done = core_run_job(c, job);
+        done = core_run_job(c, &w, job);
         /* A job's exception never escapes to here; anything else that set
          * an error (a failing set_result) was reported as unraisable. */
         assert(!PyErr_Occurred());
     }
+    pthread_mutex_lock(&c->mu);
+    if (w.all_prev != NULL)
+        w.all_prev->all_next = w.all_next;
+    else
+        c->all = w.all_next;
+    if (w.all_next != NULL)
+        w.all_next->all_prev = w.all_prev;
+    pthread_mutex_unlock(&c->mu);
     pthread_cond_destroy(&w.cv);
 
     if (idle_exit) {
@@ -937,29 +966,59 @@ static PyObject *
 core_after_fork_child(fe_core *c, PyObject *Py_UNUSED(ignored))
 {
     /* This thread owns the mutex (it locked it before fork), so it may
-     * unlock it; the condition variables of the dead workers are dropped
-     * without being touched. */
+     * unlock it.  The other threads are gone, but their memory was copied:
+     * their fe_worker records (on their stacks) still say which job each
+     * had in hand.  The condition variables are dropped untouched.
+     *
+     * The work inherited from the parent is the parent's: the parent runs
+     * it.  In the child it ends at once, so that nothing waits forever and
+     * nothing runs twice: queued jobs are cancelled, jobs that were running
+     * fail with RuntimeError. */
+    fe_job *queued = c->head, *running = NULL;
+    c->head = c->tail = NULL;
+    c->nqueued = 0;
+    for (fe_worker *w = c->all; w != NULL; w = w->all_next) {
+        if (w->current != NULL) {
+            w->current->next = running;
+            running = w->current;
+        }
+    }
+    c->all = NULL;
     c->idle = NULL;
     c->nidle = 0;
     c->spinning = 0;   /* the spinner, if any, did not survive the fork */
     c->nthreads = 0;
-    c->nrunning = 0;   /* their jobs died with them */
-    int need = 0;
-    if (!c->shutdown && !c->broken) {
-        Py_ssize_t want = c->nqueued < c->max_workers ? c->nqueued : c->max_workers;
-        need = (int)want;
-        c->nthreads = need;
-    }
+    c->nrunning = 0;
     pthread_mutex_unlock(&c->mu);
     if (c->threads != NULL)
         PySet_Clear(c->threads);
-    for (int i = 0; i < need; i++) {
-        if (spawn_worker(c) < 0) {
-            pthread_mutex_lock(&c->mu);
-            c->nthreads -= need - i;
-            pthread_mutex_unlock(&c->mu);
+
+    while (queued != NULL) {
+        fe_job *job = queued;
+        queued = job->next;
+        job->next = NULL;
+        if (job->kind == JOB_ASYNC)
+            fe_job_free(job);     /* the parent's loop: nothing to tell here */
+        else
+            job_cancel(c, job);
+    }
+    if (running != NULL) {
+        PyObject *err = PyObject_CallFunction(
+            PyExc_RuntimeError, "s",
+            "the worker running this call did not survive os.fork() "
+            "(this is the child process; the parent runs it)");
+        if (err == NULL)
             return NULL;
+        while (running != NULL) {
+            fe_job *job = running;
+            running = job->next;
+            job->next = NULL;
+            if (job->kind == JOB_ASYNC)
+                fe_job_free(job);
+            else
+                job_fail(c, job, err);
         }
+        Py_DECREF(err);
     }
     Py_RETURN_NONE;
 }

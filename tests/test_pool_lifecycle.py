@@ -402,3 +402,58 @@ def test_fork_right_after_a_job_completes(fast_impl):
     """, helpers=FORK_HELPERS)
     assert_clean(proc)
     assert proc.stdout.split("\n")[-2:] == ["bad []", ""], proc.stdout
+
+
+@needs_fork
+def test_fork_inherited_work_ends_in_the_child(fast_impl):
+    # fastexec only: the work queued or running at fork time is the parent's.
+    # In the child it ends at once, so nothing waits forever and nothing runs
+    # twice: queued calls (submit and map) are cancelled, the running call
+    # fails with RuntimeError naming fork; the parent runs all of it.
+    proc = run_python(fast_impl, """
+        import concurrent.futures as cf
+        pool = Pool(1)
+        gate = threading.Event()
+        started = threading.Event()
+        ran_in = []
+        def block():
+            started.set()
+            gate.wait(10)
+            return "parent ran it"
+        def record():
+            ran_in.append(os.getpid())
+            return os.getpid()
+        running = pool.submit(block)
+        assert started.wait(10)
+        queued = pool.submit(record)
+        mapped = pool.map(abs, [-1, -2])
+        pid = fork()
+        if pid == 0:
+            try:
+                ok = queued.cancelled()
+                try:
+                    running.result(5)
+                    ok = False
+                except RuntimeError as e:
+                    ok = ok and "fork" in str(e)
+                try:
+                    list(mapped)
+                    ok = False
+                except cf.CancelledError:
+                    pass
+                ok = ok and pool.submit(record).result(5) == os.getpid()
+                ok = ok and ran_in == [os.getpid()]
+                os._exit(0 if ok else 3)
+            except BaseException:
+                traceback.print_exc()
+                os._exit(4)
+        print("child", wait_child(pid), flush=True)
+        gate.set()
+        print(running.result(10), flush=True)
+        print("parent", queued.result(10) == os.getpid(), list(mapped),
+              ran_in == [os.getpid()], flush=True)
+        pool.shutdown(wait=True)
+    """, helpers=FORK_HELPERS)
+    assert_clean(proc)
+    assert proc.stdout.split("\n") == [
+        "child 0", "parent ran it", "parent True [1, 2] True", ""]
