@@ -25,7 +25,7 @@ typedef struct fe_worker {
     int woken;                    /* set by the thread that popped it */
 } fe_worker;
 
-typedef struct {
+typedef struct fe_core_s {
     PyObject_HEAD
     fe_state *st;
     PyObject *module;             /* keeps `st` alive */
@@ -56,6 +56,11 @@ typedef struct {
     PyObject *broken_msg;         /* str once broken */
     int configured;
     PyObject *weakreflist;        /* fastexec's registry of live pools */
+
+    /* Fork (see "Fork" below): every core is on a process-wide list; what
+     * the child inherited waits here for core._after_fork_child(). */
+    struct fe_core_s *fork_next, *fork_prev;
+    fe_job *fork_queued, *fork_running;
 } fe_core;
 
 typedef struct {
@@ -944,51 +949,115 @@ core_stats(fe_core *c, PyObject *Py_UNUSED(ignored))
                          "cancelled", cancelled);
 }
 
-/* Fork: the forking thread holds every core's mutex across fork(), so the
- * child gets consistent queues.  In the child the workers are gone: forget
- * them (their condition variables lived on their stacks), keep the queue,
- * and start fresh workers for it. */
-static PyObject *
-core_before_fork(fe_core *c, PyObject *Py_UNUSED(ignored))
+/* Fork.  fork() must not copy a queue in the middle of a change, so every
+ * core's mutex is held across it.  That is done by pthread_atfork handlers,
+ * inside fork() itself, and not by a Python before-fork hook: between Python
+ * hooks the GIL can pass to a worker, which could then block on the mutex
+ * while holding the GIL that the forking thread needs (a deadlock CPython's
+ * own test_hang_global_shutdown_lock found).  Inside fork() the forking
+ * thread holds the GIL and runs no Python code, so whoever holds a core's
+ * mutex then is a thread without the GIL, which releases it without waiting
+ * for anything.
+ *
+ * In the child the workers are gone, but their memory was copied: their
+ * fe_worker records (on their stacks) still say which job each had in hand.
+ * The child handler, plain C, resets the core and keeps the inherited work
+ * aside; core._after_fork_child() (fastexec's Python after-fork hook) then
+ * ends it, because the work is the parent's: the parent runs it, and in the
+ * child nothing may wait forever or run twice.  Queued calls are cancelled,
+ * running ones fail with RuntimeError. */
+static pthread_mutex_t fork_registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static fe_core *fork_registry = NULL;
+static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
+
+static void
+fork_prepare(void)
 {
-    pthread_mutex_lock(&c->mu);
-    Py_RETURN_NONE;
+    pthread_mutex_lock(&fork_registry_mu);
+    for (fe_core *c = fork_registry; c != NULL; c = c->fork_next)
+        pthread_mutex_lock(&c->mu);
 }
 
-static PyObject *
-core_after_fork_parent(fe_core *c, PyObject *Py_UNUSED(ignored))
+static void
+fork_parent(void)
 {
-    pthread_mutex_unlock(&c->mu);
-    Py_RETURN_NONE;
+    for (fe_core *c = fork_registry; c != NULL; c = c->fork_next)
+        pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&fork_registry_mu);
+}
+
+static void
+fork_child(void)
+{
+    for (fe_core *c = fork_registry; c != NULL; c = c->fork_next) {
+        /* Queued jobs, then the ones workers had in hand. */
+        if (c->head != NULL) {
+            c->tail->next = c->fork_queued;
+            c->fork_queued = c->head;
+        }
+        c->head = c->tail = NULL;
+        c->nqueued = 0;
+        for (fe_worker *w = c->all; w != NULL; w = w->all_next) {
+            if (w->current != NULL) {
+                w->current->next = c->fork_running;
+                c->fork_running = w->current;
+            }
+        }
+        c->all = NULL;
+        c->idle = NULL;
+        c->nidle = 0;
+        c->spinning = 0;
+        c->nthreads = 0;
+        c->nrunning = 0;
+        /* This thread locked it in fork_prepare: it owns it here too. */
+        pthread_mutex_unlock(&c->mu);
+    }
+    pthread_mutex_unlock(&fork_registry_mu);
+}
+
+static void
+fork_install(void)
+{
+    (void)pthread_atfork(fork_prepare, fork_parent, fork_child);
+}
+
+static int
+fork_register(fe_core *c)
+{
+    if (pthread_once(&fork_once, fork_install) != 0) {
+        PyErr_SetString(PyExc_OSError, "pthread_once failed");
+        return -1;
+    }
+    pthread_mutex_lock(&fork_registry_mu);
+    c->fork_prev = NULL;
+    c->fork_next = fork_registry;
+    if (fork_registry != NULL)
+        fork_registry->fork_prev = c;
+    fork_registry = c;
+    pthread_mutex_unlock(&fork_registry_mu);
+    return 0;
+}
+
+static void
+fork_unregister(fe_core *c)
+{
+    pthread_mutex_lock(&fork_registry_mu);
+    if (c->fork_prev != NULL)
+        c->fork_prev->fork_next = c->fork_next;
+    else if (fork_registry == c)
+        fork_registry = c->fork_next;
+    if (c->fork_next != NULL)
+        c->fork_next->fork_prev = c->fork_prev;
+    c->fork_next = c->fork_prev = NULL;
+    pthread_mutex_unlock(&fork_registry_mu);
 }
 
 static PyObject *
 core_after_fork_child(fe_core *c, PyObject *Py_UNUSED(ignored))
 {
-    /* This thread owns the mutex (it locked it before fork), so it may
-     * unlock it.  The other threads are gone, but their memory was copied:
-     * their fe_worker records (on their stacks) still say which job each
-     * had in hand.  The condition variables are dropped untouched.
-     *
-     * The work inherited from the parent is the parent's: the parent runs
-     * it.  In the child it ends at once, so that nothing waits forever and
-     * nothing runs twice: queued jobs are cancelled, jobs that were running
-     * fail with RuntimeError. */
-    fe_job *queued = c->head, *running = NULL;
-    c->head = c->tail = NULL;
-    c->nqueued = 0;
-    for (fe_worker *w = c->all; w != NULL; w = w->all_next) {
-        if (w->current != NULL) {
-            w->current->next = running;
-            running = w->current;
-        }
-    }
-    c->all = NULL;
-    c->idle = NULL;
-    c->nidle = 0;
-    c->spinning = 0;   /* the spinner, if any, did not survive the fork */
-    c->nthreads = 0;
-    c->nrunning = 0;
+    pthread_mutex_lock(&c->mu);
+    fe_job *queued = c->fork_queued, *running = c->fork_running;
+    c->fork_queued = c->fork_running = NULL;
     pthread_mutex_unlock(&c->mu);
     if (c->threads != NULL)
         PySet_Clear(c->threads);
@@ -1007,17 +1076,17 @@ core_after_fork_child(fe_core *c, PyObject *Py_UNUSED(ignored))
             PyExc_RuntimeError, "s",
             "the worker running this call did not survive os.fork() "
             "(this is the child process; the parent runs it)");
-        if (err == NULL)
-            return NULL;
         while (running != NULL) {
             fe_job *job = running;
             running = job->next;
             job->next = NULL;
-            if (job->kind == JOB_ASYNC)
+            if (job->kind == JOB_ASYNC || err == NULL)
                 fe_job_free(job);
             else
                 job_fail(c, job, err);
         }
+        if (err == NULL)
+            return NULL;
         Py_DECREF(err);
     }
     Py_RETURN_NONE;
@@ -1084,6 +1153,18 @@ core_clear(fe_core *c)
         list = job->next;
         fe_job_free(job);
     }
+    for (int k = 0; k < 2; k++) {
+        list = k ? c->fork_running : c->fork_queued;
+        if (k)
+            c->fork_running = NULL;
+        else
+            c->fork_queued = NULL;
+        while (list != NULL) {
+            fe_job *job = list;
+            list = job->next;
+            fe_job_free(job);
+        }
+    }
     Py_CLEAR(c->initializer);
     Py_CLEAR(c->initargs);
     Py_CLEAR(c->prefix);
@@ -1100,6 +1181,7 @@ core_dealloc(fe_core *c)
     PyObject_GC_UnTrack(c);
     if (c->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)c);
+    fork_unregister(c);
     core_clear(c);
     Py_CLEAR(c->module);
     pthread_mutex_destroy(&c->mu);
@@ -1124,6 +1206,12 @@ core_new(fe_state *st, PyObject *module)
     }
     c->max_workers = 1;
     c->spin_budget = SPIN_MAX;
+    if (fork_register(c) < 0) {
+        pthread_mutex_destroy(&c->mu);
+        Py_DECREF(c->module);
+        PyObject_GC_Del(c);
+        return NULL;
+    }
     PyObject_GC_Track(c);
     return c;
 }
@@ -1136,8 +1224,6 @@ static PyMethodDef core_methods[] = {
     {"wake_all", (PyCFunction)core_wake_all, METH_NOARGS, NULL},
     {"thread_list", (PyCFunction)core_thread_list, METH_NOARGS, NULL},
     {"stats", (PyCFunction)core_stats, METH_NOARGS, NULL},
-    {"_before_fork", (PyCFunction)core_before_fork, METH_NOARGS, NULL},
-    {"_after_fork_parent", (PyCFunction)core_after_fork_parent, METH_NOARGS, NULL},
     {"_after_fork_child", (PyCFunction)core_after_fork_child, METH_NOARGS, NULL},
     {NULL, NULL}
 };
@@ -1181,6 +1267,18 @@ typedef struct {
     double deadline;              /* monotonic; < 0 for no timeout */
     int finished;
 } fe_mapiter;
+
+/* Stop the calls that haven't started.  As the stdlib's map generator, only
+ * once iteration has begun: an iterator dropped or closed before its first
+ * next() cancels nothing (its generator's finally never ran). */
+static void mapiter_abandon(fe_mapiter *it);
+
+static void
+mapiter_drop(fe_mapiter *it)
+{
+    if (it->next > 0)
+        mapiter_abandon(it);
+}
 
 static void
 mapiter_abandon(fe_mapiter *it)
@@ -1281,7 +1379,7 @@ mapiter_dealloc(fe_mapiter *it)
     PyObject_GC_UnTrack(it);
     if (it->batch != NULL) {
         /* As the stdlib's map generator: dropping it cancels what's left. */
-        mapiter_abandon(it);
+        mapiter_drop(it);
         fe_batch_decref(it->batch);
         it->batch = NULL;
     }
@@ -1292,7 +1390,7 @@ mapiter_dealloc(fe_mapiter *it)
 static PyObject *
 mapiter_close(fe_mapiter *it, PyObject *Py_UNUSED(ignored))
 {
-    mapiter_abandon(it);
+    mapiter_drop(it);
     Py_RETURN_NONE;
 }
 

@@ -1806,3 +1806,21 @@ def test_stats_shutdown_cancel_futures_counts(new_fast_pool):
     s = pool.stats()
     assert s["running"] == 0
     assert s["threads"] == 0
+
+
+@pytest.mark.parametrize("how", ["dropped", "closed"])
+def test_map_not_iterated_runs_every_call(new_pool, how):
+    # An iterator dropped or closed before its first next() cancels nothing
+    # (the stdlib's generator never started, so its finally never runs).
+    pool = new_pool(1)
+    gate = new_pool.gate()
+    ran = []
+    blocker = pool.submit(gate.wait, WAIT)
+    it = pool.map(ran.append, range(5))
+    if how == "closed":
+        it.close()
+    del it
+    gate.set()
+    assert blocker.result(WAIT)
+    pool.shutdown(wait=True)
+    assert ran == [0, 1, 2, 3, 4]

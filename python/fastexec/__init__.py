@@ -136,34 +136,18 @@ def _python_exit():
 threading._register_atexit(_python_exit)
 
 
-def _before_fork():
-    _global_lock.acquire()
-    for core in list(_live_cores):
-        core._before_fork()
-
-
-def _after_fork_parent():
-    for core in list(_live_cores):
-        core._after_fork_parent()
-    _global_lock.release()
-
-
+# Fork: the C extension holds every pool's mutex across fork() itself
+# (pthread_atfork) and resets the pools in the child; this hook then ends, in
+# the child, the work inherited from the parent (see pool.c, "Fork").
 def _after_fork_child():
-    for core in list(_live_cores):
-        core._after_fork_child()
-    _global_lock._at_fork_reinit() if hasattr(_global_lock, "_at_fork_reinit") \
-        else _reset_global_lock()
-
-
-def _reset_global_lock():
     global _global_lock
     _global_lock = threading.Lock()
+    for core in list(_live_cores):
+        core._after_fork_child()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(before=_before_fork,
-                        after_in_parent=_after_fork_parent,
-                        after_in_child=_after_fork_child)
+    os.register_at_fork(after_in_child=_after_fork_child)
 
 
 from ._bridge import (  # noqa: E402

@@ -92,10 +92,6 @@ class _Finder:
         spec.loader = _PatchingLoader(spec.loader)
         return spec
 
-    # Python < 3.4 protocol, for completeness (unused on 3.9+).
-    def find_module(self, fullname, path=None):
-        return None
-
 
 def _add_site_dirs():
     cfg_path = os.path.join(os.path.dirname(os.path.abspath(__file__)),
