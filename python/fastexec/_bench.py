@@ -251,6 +251,9 @@ CONTENDERS = {c.name: c for c in [
               "callback, gather"),
     Contender("serial (no pool)", (), _bare_loop_session,
               "the same jobs one after the other in the main thread"),
+    Contender("bare threads", (), _bare_loop_session,
+              "the same sleeps split over as many plain threading.Threads as "
+              "the pool has workers: no pool, no loop (the machine's floor)"),
     Contender("stdlib pool", (), _pool_only_session(_stdlib_pool),
               "concurrent.futures.ThreadPoolExecutor"),
     Contender("fastexec pool", ("fastexec",), _pool_only_session(_fastexec_pool),
@@ -263,7 +266,7 @@ ASYNC_CONTENDERS = ["stdlib", "to_thread", "drop-in", "fast path",
 # The contender every other is compared with, per workload.
 BASELINES = ("stdlib", "stdlib pool")
 # Reference rows: bounds to read the contenders against, not contenders.
-REFERENCES = ("limit (no thread)", "serial (no pool)")
+REFERENCES = ("limit (no thread)", "serial (no pool)", "bare threads")
 
 
 # --------------------------------------------------------------------------
@@ -312,7 +315,30 @@ def measure_gather_stat(session, n, path):
     return session.run(one_round)
 
 
+def _bare_threads_ms(n, nthreads, fn, *args):
+    """n calls of fn(*args) spread over nthreads plain threads, started and
+    lined up at a barrier before the clock starts."""
+    barrier = threading.Barrier(nthreads + 1)
+    counts = [n // nthreads + (i < n % nthreads) for i in range(nthreads)]
+
+    def work(k):
+        barrier.wait()
+        for _ in range(k):
+            fn(*args)
+    threads = [threading.Thread(target=work, args=(k,)) for k in counts]
+    for t in threads:
+        t.start()
+    t0 = perf_counter()
+    barrier.wait()
+    for t in threads:
+        t.join()
+    return (perf_counter() - t0) * 1e3
+
+
 def measure_sleep(session, n, seconds):
+    if session.name == "bare threads":
+        return _bare_threads_ms(n, session.max_workers, time.sleep, seconds)
+
     async def one_round(s):
         await s.prime()
         return await _gathered_seconds(s.call, n, time.sleep, seconds) * 1e3
@@ -427,7 +453,8 @@ def make_workloads(stat_path, sha_buffer):
                  20000, 2000,
                  description="create N calls of os.stat of a cached file, then "
                              "gather them"),
-        Workload("sleep", "sleep 1 ms", "ms", "lower", ASYNC_CONTENDERS,
+        Workload("sleep", "sleep 1 ms", "ms", "lower",
+                 ASYNC_CONTENDERS + ["bare threads"],
                  functools.partial(measure_sleep, seconds=SLEEP_SECONDS),
                  2000, 2000, max_workers=SLEEP_WORKERS,
                  description="N calls of time.sleep(0.001) gathered, %d "
