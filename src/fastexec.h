@@ -108,6 +108,7 @@ PyObject *fe_wrap_future(fe_state *st, PyObject *cf_future, PyObject *loop);
 int fe_future_init_type(PyObject *module, fe_state *st);
 PyObject *fe_future_new(fe_state *st);
 int fe_future_check(fe_state *st, PyObject *o);
+int fe_future_lock_free(PyObject *self);
 int fe_future_set_running(PyObject *self);        /* 1, 0 (cancelled), -1 */
 int fe_future_set_result(PyObject *self, PyObject *value);
 int fe_future_set_exception(PyObject *self, PyObject *exc);

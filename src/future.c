@@ -58,6 +58,19 @@ is_done(int s)
     return s == ST_CANCELLED || s == ST_CANCELLED_AND_NOTIFIED || s == ST_FINISHED;
 }
 
+/* Nothing but the future itself is involved in settling it: no Condition
+ * (so no lock), no waiters, no callbacks.  (After fork, the child may only
+ * settle such futures: any lock may be held by a thread that is gone, and
+ * callbacks are the parent's.) */
+int
+fe_future_lock_free(PyObject *self)
+{
+    fe_fut *f = FUT(self);
+    return f->condition == NULL &&
+           (f->waiters == NULL || PyList_GET_SIZE(f->waiters) == 0) &&
+           (f->callbacks == NULL || PyList_GET_SIZE(f->callbacks) == 0);
+}
+
 static inline int
 on_fast_path(fe_fut *f)
 {

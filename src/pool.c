@@ -963,9 +963,13 @@ core_stats(fe_core *c, PyObject *Py_UNUSED(ignored))
  * fe_worker records (on their stacks) still say which job each had in hand.
  * The child handler, plain C, resets the core and keeps the inherited work
  * aside; core._after_fork_child() (fastexec's Python after-fork hook) then
- * ends it, because the work is the parent's: the parent runs it, and in the
- * child nothing may wait forever or run twice.  Queued calls are cancelled,
- * running ones fail with RuntimeError. */
+ * deals with it.  The work is the parent's: the parent runs it, the child
+ * never does.  Where it can be done without touching anything but the
+ * future (a concurrent future with no Condition, waiter or callback), the
+ * child's copy is settled: a queued call cancelled, a running one failed
+ * with RuntimeError.  Anything else is dropped untouched, as the stdlib
+ * leaves it: its locks (a future's Condition, a map batch's mutex) may be
+ * held by threads that are gone, and its callbacks belong to the parent. */
 static pthread_mutex_t fork_registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static fe_core *fork_registry = NULL;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
@@ -1062,33 +1066,36 @@ core_after_fork_child(fe_core *c, PyObject *Py_UNUSED(ignored))
     if (c->threads != NULL)
         PySet_Clear(c->threads);
 
-    while (queued != NULL) {
-        fe_job *job = queued;
-        queued = job->next;
-        job->next = NULL;
-        if (job->kind == JOB_ASYNC)
-            fe_job_free(job);     /* the parent's loop: nothing to tell here */
-        else
-            job_cancel(c, job);
-    }
-    if (running != NULL) {
-        PyObject *err = PyObject_CallFunction(
-            PyExc_RuntimeError, "s",
-            "the worker running this call did not survive os.fork() "
-            "(this is the child process; the parent runs it)");
-        while (running != NULL) {
-            fe_job *job = running;
-            running = job->next;
+    PyObject *err = NULL;
+    for (int k = 0; k < 2; k++) {
+        fe_job *list = k ? running : queued;
+        while (list != NULL) {
+            fe_job *job = list;
+            list = job->next;
             job->next = NULL;
-            if (job->kind == JOB_ASYNC || err == NULL)
-                fe_job_free(job);
-            else
-                job_fail(c, job, err);
+            if (job->kind == JOB_CF && fe_future_lock_free(job->future)) {
+                if (k == 0) {
+                    job_cancel(c, job);
+                    continue;
+                }
+                if (err == NULL)
+                    err = PyObject_CallFunction(
+                        PyExc_RuntimeError, "s",
+                        "the worker running this call did not survive "
+                        "os.fork() (this is the child process; the parent "
+                        "runs it)");
+                if (err != NULL) {
+                    job_fail(c, job, err);
+                    continue;
+                }
+                PyErr_WriteUnraisable((PyObject *)c);
+            }
+            /* Never lock a map batch here (see above): leave its memory. */
+            job->batch = NULL;
+            fe_job_free(job);
         }
-        if (err == NULL)
-            return NULL;
-        Py_DECREF(err);
     }
+    Py_XDECREF(err);
     Py_RETURN_NONE;
 }
 
