@@ -77,6 +77,17 @@ def junit_counts(path):
     return tests - fails - skips, fails
 
 
+def run_pytest(vpy, label, xml, log, env, timeout, extra, problems):
+    """The pytest suite once; returns (passed, failed) and notes a problem."""
+    rc = run([vpy, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE",
+              "--junitxml", xml, "tests"] + extra, log, env, timeout)
+    p, f = junit_counts(xml)
+    if rc != 0:
+        f += 0 if f else 1
+        problems.append("%s: pytest exit %s:\n%s" % (label, rc, tail(log)))
+    return p, f
+
+
 def tail(path, n=60):
     with open(path, errors="replace") as f:
         lines = f.readlines()
@@ -149,15 +160,10 @@ def main():
             problems.append("%s: install failed:\n%s" % (v, tail(log)))
             failed += 1
             continue
-        xml = os.path.join(work, "junit-%s.xml" % v)
-        rc = run([vpy, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE",
-                  "--junitxml", xml, "tests"] + args.pytest_args, log, env, 1800)
-        p, f = junit_counts(xml)
+        p, f = run_pytest(vpy, v, os.path.join(work, "junit-%s.xml" % v), log, env,
+                          1800, args.pytest_args, problems)
         passed += p
         failed += f
-        if rc != 0:
-            failed += 0 if f else 1
-            problems.append("%s: pytest exit %s:\n%s" % (v, rc, tail(log)))
 
         if not args.no_cpython_suite:
             clog = os.path.join(work, "cpython-%s.txt" % v)
@@ -190,15 +196,11 @@ def main():
                         ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
                         UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1",
                         FASTEXEC_SANITIZED="1")
-            sxml = os.path.join(work, "junit-sanitize-%s.xml" % v)
-            rc = run([vpy, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rfE",
-                      "--junitxml", sxml, "tests"] + args.pytest_args, slog, renv, 2400)
-            p, f = junit_counts(sxml)
+            p, f = run_pytest(vpy, v + " sanitized",
+                              os.path.join(work, "junit-sanitize-%s.xml" % v), slog, renv,
+                              2400, args.pytest_args, problems)
             passed += p
             failed += f
-            if rc != 0:
-                failed += 0 if f else 1
-                problems.append("%s sanitized: pytest exit %s:\n%s" % (v, rc, tail(slog)))
             # Leave the venv with a normal build.
             run([vpy, "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", "."],
                 slog, env, 1200)
