@@ -39,6 +39,10 @@ _live_cores = weakref.WeakSet()
 _global_lock = threading.Lock()
 
 
+def _call_star(fn, args):
+    return fn(*args)
+
+
 def _default_max_workers():
     count = getattr(os, "process_cpu_count", os.cpu_count)()
     return min(32, (count or 1) + 4)
@@ -63,7 +67,6 @@ class ThreadPoolExecutor(_fastexec.Pool, concurrent.futures.ThreadPoolExecutor):
             idle_timeout = float(idle_timeout)
             if not idle_timeout > 0:
                 raise ValueError("idle_timeout must be greater than 0 or None")
-        initargs = tuple(initargs)
         self._max_workers = max_workers
         self._thread_name_prefix = (thread_name_prefix or
                                     ("ThreadPoolExecutor-%d" % self._counter()))
@@ -73,10 +76,21 @@ class ThreadPoolExecutor(_fastexec.Pool, concurrent.futures.ThreadPoolExecutor):
         self._shutdown_lock = threading.Lock()
         self._idle_timeout = idle_timeout
         # The stdlib starts threads while len(threads) < max_workers, so a
-        # float such as 2.5 allows 3; a huge int is capped, not refused.
-        limit = min(math.ceil(max_workers), 2 ** 31 - 1)
-        self._setup(limit, self._thread_name_prefix, initializer,
-                    initargs, idle_timeout, self._threads)
+        # float such as 2.5 allows 3; a huge number (inf too) is capped.
+        cap = 2 ** 31 - 1
+        limit = cap if max_workers >= cap else math.ceil(max_workers)
+        # The stdlib names threads '%s_%d' % (prefix, n) and calls
+        # initializer(*initargs) in each worker, so any prefix and, with no
+        # initializer, any initargs are accepted; initargs that can't be
+        # unpacked fail in the worker, as an initializer failure.
+        prefix = "%s" % (self._thread_name_prefix,)
+        try:
+            args = tuple(initargs)
+        except TypeError:
+            if initializer is not None:
+                initializer = functools.partial(_call_star, initializer, initargs)
+            args = ()
+        self._setup(limit, prefix, initializer, args, idle_timeout, self._threads)
         _live_cores.add(self._core)
 
     # The stdlib keeps these as plain attributes; ours are read from the C
