@@ -11,6 +11,7 @@ test_storm).  Not a test module.
 
 import gc
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -22,6 +23,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # figures they were calibrated against).
 RSS_TOLERANCE = 2 * 1024 * 1024
 TRACEMALLOC_TOLERANCE = 256 * 1024
+
+
+def quiesce(pool, timeout=30):
+    """Return once every worker of `pool` has finished with the jobs it ran
+    before: one job per worker waits on a Barrier, so each worker must have
+    taken a new job, i.e. released the previous one (a worker completes a
+    job's future *before* it drops its references to fn and args, as the
+    stdlib does, so a refcount read right after result() could race)."""
+    import threading
+    n = len(pool._threads)
+    if n == 0:
+        return
+    barrier = threading.Barrier(n + 1, timeout=timeout)
+    futs = [pool.submit(barrier.wait) for _ in range(n)]
+    barrier.wait()
+    for f in futs:
+        f.result(timeout)
 
 
 def rss_bytes():
@@ -55,7 +73,7 @@ class LeakProbe:
     def _refs(self):
         return [sys.getrefcount(o) for o in self.watch]
 
-    def run(self, tracemalloc_n=None):
+    def run(self, tracemalloc_n=None, tracemalloc_warm=None):
         was_tracing = tracemalloc.is_tracing()
         if was_tracing:
             tracemalloc.stop()
@@ -63,15 +81,24 @@ class LeakProbe:
         gc.collect()
         refs0 = self._refs()
         rss0 = rss_bytes()
-        self.drive(self.n)
-        gc.collect()
-        rss1 = rss_bytes()
+        # Four blocks, RSS noted after each, so that a failure shows whether
+        # the growth is a trend (a leak) or a step (the allocator).
+        steps = []
+        done = 0
+        for i in range(4):
+            k = (self.n - done) // (4 - i)
+            self.drive(k)
+            done += k
+            gc.collect()
+            steps.append(rss_bytes() - rss0)
+        rss1 = rss0 + steps[-1]
         refs1 = self._refs()
 
         tn = self.n if tracemalloc_n is None else tracemalloc_n
+        tw = self.warm if tracemalloc_warm is None else tracemalloc_warm
         tracemalloc.start(1)
         try:
-            self.drive(self.warm)
+            self.drive(tw)
             gc.collect()
             tm0 = tracemalloc.get_traced_memory()[0]
             self.drive(tn)
@@ -84,6 +111,7 @@ class LeakProbe:
         refs2 = self._refs()
         self.figures = dict(name=self.name, n=self.n, tracemalloc_n=tn,
                             rss_delta=rss1 - rss0, tm_delta=tm1 - tm0,
+                            rss_steps=[s // 1024 for s in steps],
                             refs_before=refs0, refs_after=refs1,
                             refs_end=refs2)
         return self.figures
@@ -91,6 +119,7 @@ class LeakProbe:
     def describe(self):
         f = self.figures
         return ("%(name)s: %(n)d calls: RSS %(rss_delta)+d bytes; "
+                "(KB after each quarter: %(rss_steps)s); "
                 "%(tracemalloc_n)d calls under tracemalloc: traced memory "
                 "%(tm_delta)+d bytes; refcounts %(refs_before)s -> "
                 "%(refs_after)s -> %(refs_end)s" % f)
@@ -107,21 +136,58 @@ class LeakProbe:
 
 PRELUDE = """\
 import faulthandler, os, sys, threading, time
+faulthandler.enable()
 faulthandler.dump_traceback_later({watchdog}, exit=True)
 """
 
 
 def run_python(code, timeout=40, watchdog=25, python=None, env=None,
                prelude=True):
+    """Run code in a fresh interpreter; returns a CompletedProcess.
+
+    If the child outlives `timeout` (say it hangs inside os.fork(), where
+    the faulthandler watchdog is disarmed), it gets SIGABRT, which
+    faulthandler (enabled by the prelude) turns into a dump of every
+    thread's stack; the result then has ``timed_out = True``.
+    """
     body = textwrap.dedent(code)
     if prelude:
         body = PRELUDE.format(watchdog=watchdog) + body
     full_env = dict(os.environ)
     full_env.pop("PYTHONWARNINGS", None)
     full_env.update(env or {})
-    return subprocess.run([python or sys.executable, "-c", body],
-                          capture_output=True, text=True, timeout=timeout,
-                          env=full_env, cwd=HERE)
+    args = [python or sys.executable, "-c", body]
+    # A session of its own, so that on a hang the whole process group
+    # (forked children included, which would keep the pipes open) is hit.
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=full_env,
+                            cwd=HERE, start_new_session=True)
+    timed_out = False
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _killpg(proc.pid, signal.SIGABRT)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            _killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate(timeout=10)
+        err = ("[test harness: no exit after %ss: sent SIGABRT to the "
+               "process group]\n" % timeout + err)
+    finally:
+        # Forked children left behind by a failed test.
+        _killpg(proc.pid, signal.SIGKILL)
+    result = subprocess.CompletedProcess(args, proc.returncode, out, err)
+    result.timed_out = timed_out
+    return result
+
+
+def _killpg(pgid, sig):
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def detail(proc):
@@ -131,6 +197,7 @@ def detail(proc):
 
 def assert_clean_exit(proc, rc=0):
     d = detail(proc)
+    assert not getattr(proc, "timed_out", False), d
     assert proc.returncode == rc, d
     assert "Fatal Python error" not in proc.stderr, d
     assert "Traceback" not in proc.stderr, d

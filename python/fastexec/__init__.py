@@ -6,6 +6,12 @@ extension ``fastexec._fastexec``.  This module is the thin Python side: the
 exposes), interpreter-exit and fork hooks, and the asyncio conveniences.
 """
 
+# The C module first: in an interpreter it can't be loaded into (one with its
+# own GIL) the import is refused here, cleanly, before anything else is
+# imported (on 3.12, importing asyncio in such an interpreter and exiting
+# crashes CPython itself).
+from . import _fastexec  # noqa: I001  (must stay first)
+
 import asyncio
 import concurrent.futures
 import concurrent.futures.thread as _cf_thread
@@ -15,8 +21,6 @@ import math
 import os
 import threading
 import weakref
-
-from . import _fastexec
 
 __all__ = [
     "ThreadPoolExecutor",
