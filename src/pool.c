@@ -1327,14 +1327,18 @@ mapiter_wait(fe_mapiter *it, Py_ssize_t i, int *timed_out)
         status = b->status[i];
         pthread_mutex_unlock(&b->mu);
         Py_END_ALLOW_THREADS
+        /* After every wait, not only a fruitless one: the stdlib's waits
+         * (lock acquires) let a Ctrl-C interrupt them, and results arriving
+         * more often than the slice must not hide it (on 3.13 nothing else
+         * ran the handler before the next item). */
+        if (PyErr_CheckSignals() < 0)
+            return -1;
         if (status != ITEM_PENDING)
             return status;
         if (it->deadline >= 0 && fe_monotonic() >= it->deadline) {
             *timed_out = 1;
             return ITEM_PENDING;
         }
-        if (PyErr_CheckSignals() < 0)
-            return -1;
     }
 }
 

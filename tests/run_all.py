@@ -116,10 +116,14 @@ def packaging_check(pythons, work, env):
     cpy = os.path.join(clean, "bin", "python")
     if run([cpy, "-m", "pip", "install", "-q", sdists[0]], log, env, 900) != 0:
         return False
-    smoke = ("import fastexec, asyncio; p = fastexec.ThreadPoolExecutor(2); "
-             "assert p.submit(pow, 2, 8).result() == 256; "
-             "assert asyncio.run(asyncio.wait_for(p.run(abs, -3), 10)) == 3; "
-             "p.shutdown(); print('sdist install OK')")
+    smoke = ("import fastexec, asyncio\n"
+             "p = fastexec.ThreadPoolExecutor(2)\n"
+             "assert p.submit(pow, 2, 8).result() == 256\n"
+             "async def main():\n"
+             "    return await asyncio.wait_for(p.run(abs, -3), 10)\n"
+             "assert asyncio.run(main()) == 3\n"
+             "p.shutdown()\n"
+             "print('sdist install OK')\n")
     return run([cpy, "-c", smoke], log, env, 120, cwd=work) == 0
 
 
