@@ -31,11 +31,15 @@ enum { ST_PENDING = 0, ST_RUNNING, ST_CANCELLED, ST_CANCELLED_AND_NOTIFIED,
        ST_FINISHED, ST_COUNT };
 
 typedef struct {
-    PyObject *result;             /* member _result */
-    PyObject *exception;          /* member _exception */
-    PyObject *condition;          /* member _fastexec_condition; NULL: none yet */
-    PyObject *waiters;            /* member _fastexec_waiters; NULL: [] */
-    PyObject *callbacks;          /* member _fastexec_callbacks; NULL: [] */
+    /* Owned references, traversed and cleared by the subtype machinery as
+     * members (_fastexec_*).  Python code uses the properties below, which
+     * never store NULL or a wrong type; the C code still copes with both
+     * (a collection clears the fields; the raw members are writable). */
+    PyObject *result;             /* _result (property); NULL: None */
+    PyObject *exception;          /* _exception (property); NULL: None */
+    PyObject *condition;          /* _condition; NULL: none yet */
+    PyObject *waiters;            /* _waiters; NULL: [] */
+    PyObject *callbacks;          /* _done_callbacks; NULL: [] */
     fe_state *st;
     int state;
 } fe_fut;
@@ -62,20 +66,30 @@ is_done(int s)
  * (so no lock), no waiters, no callbacks.  (After fork, the child may only
  * settle such futures: any lock may be held by a thread that is gone, and
  * callbacks are the parent's.) */
+/* The length of a list field: 0 for NULL, -1 if it holds a non-list. */
+static inline Py_ssize_t
+list_len(PyObject *list)
+{
+    if (list == NULL)
+        return 0;
+    return PyList_Check(list) ? PyList_GET_SIZE(list) : -1;
+}
+
 int
 fe_future_lock_free(PyObject *self)
 {
     fe_fut *f = FUT(self);
-    return f->condition == NULL &&
-           (f->waiters == NULL || PyList_GET_SIZE(f->waiters) == 0) &&
-           (f->callbacks == NULL || PyList_GET_SIZE(f->callbacks) == 0);
+    return f->condition == NULL && list_len(f->waiters) == 0 &&
+           list_len(f->callbacks) == 0;
 }
 
+/* Our C paths may run: no Condition (so no lock to take), no waiters, and
+ * fields of the types they index. */
 static inline int
 on_fast_path(fe_fut *f)
 {
-    return f->condition == NULL &&
-           (f->waiters == NULL || PyList_GET_SIZE(f->waiters) == 0);
+    return f->condition == NULL && list_len(f->waiters) == 0 &&
+           list_len(f->callbacks) >= 0;
 }
 
 /* Call the stdlib's method `name` of concurrent.futures.Future on self. */
@@ -99,23 +113,65 @@ fut_init_fields(fe_state *st, PyObject *self)
     Py_CLEAR(f->callbacks);
 }
 
+/* Create the Condition if there is none.  Condition() runs Python code, so
+ * another thread may create one meanwhile: the first one stored wins (waiters
+ * on a Condition that was then overwritten would never be notified). */
 static int
 fut_make_condition(fe_fut *f)
 {
-    if (f->condition == NULL) {
-        f->condition = PyObject_CallNoArgs(f->st->Condition);
-        if (f->condition == NULL)
-            return -1;
-    }
+    if (f->condition != NULL)
+        return 0;
+    PyObject *cond = PyObject_CallNoArgs(f->st->Condition);
+    if (cond == NULL)
+        return -1;
+    if (f->condition == NULL)
+        f->condition = cond;
+    else
+        Py_DECREF(cond);
     return 0;
 }
 
-/* A new, pending Future (used by submit). */
-PyObject *
-fe_future_new(fe_state *st)
+/* *slot, made an empty list if NULL (the same first-one-wins rule: creating
+ * a list can run a collection, and finalizers can switch threads). */
+static int
+fut_ensure_list(PyObject **slot)
 {
-    PyTypeObject *tp = st->Future_Type;
-    PyObject *self = tp->tp_alloc(tp, 0);
+    if (*slot != NULL)
+        return 0;
+    PyObject *list = PyList_New(0);
+    if (list == NULL)
+        return -1;
+    if (*slot == NULL)
+        *slot = list;
+    else
+        Py_DECREF(list);
+    return 0;
+}
+
+/* The module state, found through our type (self may be a subclass). */
+static fe_state *
+fut_find_state(PyTypeObject *tp)
+{
+    while (tp != NULL) {
+        if (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+            PyObject *m = PyType_GetModule(tp);
+            if (m != NULL)
+                return PyModule_GetState(m);
+            PyErr_Clear();
+        }
+        tp = tp->tp_base;
+    }
+    PyErr_SetString(PyExc_TypeError, "not a fastexec Future");
+    return NULL;
+}
+
+/* A new, pending future of `type`.  Every field is valid from allocation
+ * on, so a subclass whose __init__ doesn't call ours (or Future.__new__
+ * alone) is still a pending future, never a crash. */
+static PyObject *
+fut_alloc(fe_state *st, PyTypeObject *type)
+{
+    PyObject *self = type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
     fut_init_fields(st, self);
@@ -128,6 +184,22 @@ fe_future_new(fe_state *st)
     return self;
 }
 
+/* A new, pending Future (used by submit). */
+PyObject *
+fe_future_new(fe_state *st)
+{
+    return fut_alloc(st, st->Future_Type);
+}
+
+static PyObject *
+fut_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    fe_state *st = fut_find_state(type);
+    if (st == NULL)
+        return NULL;
+    return fut_alloc(st, type);
+}
+
 static int
 fut_tp_init(PyObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -135,23 +207,8 @@ fut_tp_init(PyObject *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_TypeError, "Future() takes no arguments");
         return -1;
     }
-    /* Our module state: found through our type, even from a subclass. */
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject *m = NULL;
-    while (tp != NULL && m == NULL) {
-        if (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) {
-            m = PyType_GetModule(tp);
-            if (m == NULL)
-                PyErr_Clear();
-        }
-        tp = tp->tp_base;
-    }
-    if (m == NULL) {
-        PyErr_SetString(PyExc_TypeError, "not a fastexec Future");
-        return -1;
-    }
-    fe_state *st = PyModule_GetState(m);
-    fut_init_fields(st, self);
+    /* As the stdlib's __init__: a pending future again. */
+    fut_init_fields(FUT(self)->st, self);
 #ifdef Py_GIL_DISABLED
     if (fut_make_condition(FUT(self)) < 0)
         return -1;
@@ -166,7 +223,7 @@ fut_invoke_callbacks(PyObject *self)
 {
     fe_fut *f = FUT(self);
     fe_state *st = f->st;
-    if (f->callbacks == NULL || PyList_GET_SIZE(f->callbacks) == 0)
+    if (list_len(f->callbacks) <= 0)
         return 0;
     PyObject *cbs = Py_NewRef(f->callbacks);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(cbs); i++) {
@@ -317,13 +374,15 @@ fut_result_or_exception(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
     fe_fut *f = FUT(self);
     fe_state *st = f->st;
     if (f->state == ST_FINISHED) {
+        /* (NULL only once a collection cleared the future.) */
+        PyObject *exc = f->exception ? f->exception : Py_None;
         if (want_exc)
-            return Py_NewRef(f->exception);
-        if (f->exception != Py_None) {
-            fe_raise(f->exception);
+            return Py_NewRef(exc);
+        if (exc != Py_None) {
+            fe_raise(exc);
             return NULL;
         }
-        return Py_NewRef(f->result);
+        return Py_NewRef(f->result ? f->result : Py_None);
     }
     if (f->state == ST_CANCELLED || f->state == ST_CANCELLED_AND_NOTIFIED) {
         PyErr_SetNone(st->CancelledError);
@@ -366,11 +425,12 @@ fut_add_done_callback(PyObject *self, PyObject *fn)
 {
     fe_fut *f = FUT(self);
     if (on_fast_path(f) && !is_done(f->state)) {
-        if (f->callbacks == NULL) {
-            f->callbacks = PyList_New(0);
-            if (f->callbacks == NULL)
-                return NULL;
-        }
+        if (fut_ensure_list(&f->callbacks) < 0)
+            return NULL;
+        /* Still on the fast path: creating the list ran no Python code
+         * unless a collection did, and then we check again. */
+        if (!on_fast_path(f) || is_done(f->state))
+            return call_base(self, f->st->base_add_done_callback, fn);
         if (PyList_Append(f->callbacks, fn) < 0)
             return NULL;
         Py_RETURN_NONE;
@@ -441,11 +501,8 @@ static PyObject *
 fut_get_list(PyObject *self, void *closure)
 {
     PyObject **slot = list_field(self, closure);
-    if (*slot == NULL) {
-        *slot = PyList_New(0);
-        if (*slot == NULL)
-            return NULL;
-    }
+    if (fut_ensure_list(slot) < 0)
+        return NULL;
     return Py_NewRef(*slot);
 }
 
@@ -459,6 +516,35 @@ fut_set_list(PyObject *self, PyObject *value, void *closure)
         return -1;
     }
     Py_XSETREF(*slot, Py_XNewRef(value));
+    return 0;
+}
+
+/* _result and _exception: the stdlib's methods assign them; deleting them
+ * would leave a NULL our fast paths return, so it is refused. */
+static PyObject **
+value_field(PyObject *self, void *closure)
+{
+    fe_fut *f = FUT(self);
+    return closure ? &f->exception : &f->result;
+}
+
+static PyObject *
+fut_get_value(PyObject *self, void *closure)
+{
+    PyObject *v = *value_field(self, closure);
+    /* NULL only once a collection cleared the future (tp_clear). */
+    return Py_NewRef(v != NULL ? v : Py_None);
+}
+
+static int
+fut_set_value(PyObject *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "can't delete %s",
+                     closure ? "_exception" : "_result");
+        return -1;
+    }
+    Py_SETREF(*value_field(self, closure), Py_NewRef(value));
     return 0;
 }
 
@@ -480,6 +566,8 @@ static PyMethodDef fut_methods[] = {
 
 static PyGetSetDef fut_getset[] = {
     {"_state", fut_get_state, fut_set_state, NULL, NULL},
+    {"_result", fut_get_value, fut_set_value, NULL, NULL},
+    {"_exception", fut_get_value, fut_set_value, NULL, (void *)1},
     {"_condition", fut_get_condition, fut_set_condition, NULL, NULL},
     {"_waiters", fut_get_list, fut_set_list, NULL, NULL},
     {"_done_callbacks", fut_get_list, fut_set_list, NULL, (void *)1},
@@ -562,11 +650,13 @@ fe_future_init_type(PyObject *module, fe_state *st)
         return -1;
 
     /* Members at run-time offsets: the subtype machinery traverses, clears
-     * and releases them (T_OBJECT_EX, writable). */
+     * and releases them (T_OBJECT_EX; it skips READONLY members, so they
+     * are writable).  Code uses the properties; whatever is stored through
+     * the raw names (NULL, a non-list) only takes us off the fast paths. */
     static PyMemberDef members[6];
-    members[0] = (PyMemberDef){"_result", T_OBJECT_EX,
+    members[0] = (PyMemberDef){"_fastexec_result", T_OBJECT_EX,
                                offset + offsetof(fe_fut, result), 0, NULL};
-    members[1] = (PyMemberDef){"_exception", T_OBJECT_EX,
+    members[1] = (PyMemberDef){"_fastexec_exception", T_OBJECT_EX,
                                offset + offsetof(fe_fut, exception), 0, NULL};
     members[2] = (PyMemberDef){"_fastexec_condition", T_OBJECT_EX,
                                offset + offsetof(fe_fut, condition), 0, NULL};
@@ -579,6 +669,7 @@ fe_future_init_type(PyObject *module, fe_state *st)
     PyType_Slot slots[] = {
         {Py_tp_doc, "concurrent.futures.Future, with its hot paths in C "
                     "(what fastexec's submit returns)."},
+        {Py_tp_new, fut_tp_new},
         {Py_tp_init, fut_tp_init},
         {Py_tp_methods, fut_methods},
         {Py_tp_getset, fut_getset},
