@@ -91,6 +91,11 @@ module_exec(PyObject *module)
     INTERN(s_exc_info, "exc_info");
     INTERN(s_worker, "_worker");
     INTERN(s_is_closed, "is_closed");
+    INTERN(s_args, "args");
+    INTERN(s_loop_channel, "_fastexec_channel");
+    st->empty_tuple = PyTuple_New(0);
+    if (st->empty_tuple == NULL)
+        return -1;
 
     IMPORT(cf_Future, "concurrent.futures", "Future");
     IMPORT(CancelledError, "concurrent.futures", "CancelledError");
@@ -217,6 +222,9 @@ module_clear(PyObject *module)
     Py_CLEAR(st->s_exc_info);
     Py_CLEAR(st->s_worker);
     Py_CLEAR(st->s_is_closed);
+    Py_CLEAR(st->s_args);
+    Py_CLEAR(st->s_loop_channel);
+    Py_CLEAR(st->empty_tuple);
     return 0;
 }
 

@@ -50,7 +50,8 @@ typedef struct {
     PyObject *base_set_result, *base_set_exception, *base_add_done_callback;
     PyObject *Executor_map;       /* concurrent.futures.Executor.map */
     PyObject *submit_descr;       /* Pool.submit, to spot an override */
-    PyObject *channels;           /* dict: weakref(loop) -> Channel */
+    PyObject *channels;           /* dict: weakref(loop) -> weakref(Channel),
+                                     for loops that take no attribute */
     PyObject *channels_pop;       /* channels.pop: the weakrefs' callback */
 
     /* Interned method and keyword names. */
@@ -59,6 +60,8 @@ typedef struct {
     PyObject *s_call_soon_threadsafe, *s_add_done_callback, *s_exception;
     PyObject *s_result, *s_start, *s_add, *s_discard, *s_critical;
     PyObject *s_submit, *s_name, *s_target, *s_exc_info, *s_worker, *s_is_closed;
+    PyObject *s_args, *s_loop_channel;
+    PyObject *empty_tuple;
 
     /* Set once by fastexec's threading atexit hook: no new work after it. */
     int interpreter_shutdown;
@@ -115,6 +118,16 @@ int fe_future_set_exception(PyObject *self, PyObject *exc);
 
 /* Pool (pool.c). */
 int fe_pool_init_types(PyObject *module, fe_state *st);
+
+/* A per-object critical section where free-threaded builds need one (a no-op
+ * with the GIL, and before 3.13). */
+#if PY_VERSION_HEX >= 0x030D0000
+#define FE_BEGIN_CRITICAL_SECTION(o) Py_BEGIN_CRITICAL_SECTION(o)
+#define FE_END_CRITICAL_SECTION() Py_END_CRITICAL_SECTION()
+#else
+#define FE_BEGIN_CRITICAL_SECTION(o) {
+#define FE_END_CRITICAL_SECTION() }
+#endif
 
 /* An exception from the error indicator, with its traceback attached. */
 static inline PyObject *

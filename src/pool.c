@@ -18,6 +18,7 @@
  * worker's C stack for the worker's whole life. Guarded by core->mu. */
 typedef struct fe_worker {
     pthread_cond_t cv;
+    pthread_t tid;                /* to tell, after fork, which one forked */
     struct fe_worker *prev, *next;        /* on the idle stack */
     struct fe_worker *all_prev, *all_next;  /* on the list of all workers */
     fe_job *current;              /* the job in its hands, or NULL: read by
@@ -37,6 +38,8 @@ typedef struct fe_core_s {
     fe_worker *all;               /* every running worker */
     int nidle;
     int nthreads;                 /* workers started and not yet exiting */
+    int nspawning;                /* threads being started (spawn_worker) */
+    pthread_cond_t spawn_cv;      /* signalled when nspawning drops to 0 */
     int nrunning;                 /* jobs in a worker's hands */
     int max_workers;
     int spinning;                 /* a worker is spinning for the next job */
@@ -52,7 +55,7 @@ typedef struct fe_core_s {
     PyObject *initargs;           /* tuple */
     PyObject *prefix;             /* str: thread name prefix */
     PyObject *threads;            /* the executor's _threads set */
-    PyObject *orphans;            /* workers gone before being listed, or NULL */
+    PyObject *orphans;            /* set: workers gone before being listed */
     PyObject *broken_msg;         /* str once broken */
     int configured;
     PyObject *weakreflist;        /* fastexec's registry of live pools */
@@ -61,6 +64,7 @@ typedef struct fe_core_s {
      * the child inherited waits here for core._after_fork_child(). */
     struct fe_core_s *fork_next, *fork_prev;
     fe_job *fork_queued, *fork_running;
+    int fork_survivor;            /* the forking thread is one of our workers */
 } fe_core;
 
 typedef struct {
@@ -345,61 +349,121 @@ core_should_exit(fe_core *c)
            (c->shutdown || c->broken || fe_interpreter_shutdown(c->st));
 }
 
+/* A spawn ticket: a one-byte bytearray shared by the spawner and the thread
+ * it starts, read and written under core->mu.  Thread.start() can raise after
+ * the thread really started (a KeyboardInterrupt while it waits for the
+ * thread to signal it began): the ticket says which of the two gives the
+ * count back, so nthreads stays exact. */
+enum { TICKET_NEW = 0, TICKET_STARTED = 1, TICKET_ABANDONED = 2 };
+
+static inline char *
+ticket_byte(PyObject *ticket)
+{
+    return PyByteArray_AS_STRING(ticket);
+}
+
+/* A spawn is over (started or failed): let shutdown(wait=True) go on. */
+static void
+spawn_done(fe_core *c, int failed, PyObject *ticket)
+{
+    pthread_mutex_lock(&c->mu);
+    if (failed && (ticket == NULL || ticket_byte(ticket)[0] != TICKET_STARTED)) {
+        /* The thread never ran (or will find the ticket abandoned and count
+         * itself): give its count back. */
+        if (ticket != NULL)
+            ticket_byte(ticket)[0] = TICKET_ABANDONED;
+        c->nthreads--;
+    }
+    if (--c->nspawning == 0)
+        pthread_cond_broadcast(&c->spawn_cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* List thread `t` in the executor's _threads, unless it already left
+ * (idle_timeout) and left a note in `orphans`.  Failures are reported: the
+ * thread runs and is counted either way. */
+static void
+list_thread(fe_core *c, PyObject *t)
+{
+    if (PySet_Add(c->threads, t) < 0) {
+        PyErr_WriteUnraisable(c->threads);
+        return;
+    }
+    int gone = PySet_Discard(c->orphans, t);
+    if (gone < 0 || (gone == 1 && PySet_Discard(c->threads, t) < 0))
+        PyErr_WriteUnraisable(c->threads);
+}
+
 /* Start one worker thread (a threading.Thread running core._worker).  Called
- * with the GIL, without mu, after nthreads was raised for it. */
+ * with the GIL, without mu, after nthreads and nspawning were raised for it;
+ * lowers nspawning (and nthreads if no thread runs) whatever happens. */
 static int
 spawn_worker(fe_core *c)
 {
     fe_state *st = c->st;
     Py_ssize_t index;
+    PyObject *name = NULL, *target = NULL, *kwargs = NULL, *args = NULL;
+    PyObject *ticket = NULL, *t = NULL, *r = NULL;
     pthread_mutex_lock(&c->mu);
     index = c->next_index++;
     pthread_mutex_unlock(&c->mu);
 
-    PyObject *name = PyUnicode_FromFormat("%U_%zd", c->prefix, index);
+    name = PyUnicode_FromFormat("%U_%zd", c->prefix, index);
     if (name == NULL)
-        return -1;
-    PyObject *target = PyObject_GetAttr((PyObject *)c, st->s_worker);
-    if (target == NULL) {
-        Py_DECREF(name);
-        return -1;
-    }
-    PyObject *kwargs = Py_BuildValue("{OOOO}", st->s_name, name,
-                                     st->s_target, target);
-    Py_DECREF(name);
-    Py_DECREF(target);
+        goto error;
+    target = PyObject_GetAttr((PyObject *)c, st->s_worker);
+    if (target == NULL)
+        goto error;
+    ticket = PyByteArray_FromStringAndSize("\0", 1);
+    if (ticket == NULL)
+        goto error;
+    args = PyTuple_Pack(1, ticket);
+    if (args == NULL)
+        goto error;
+    kwargs = Py_BuildValue("{OOOOOO}", st->s_name, name, st->s_target, target,
+                           st->s_args, args);
     if (kwargs == NULL)
-        return -1;
-    PyObject *empty = PyTuple_New(0);
-    if (empty == NULL) {
-        Py_DECREF(kwargs);
-        return -1;
-    }
-    PyObject *t = PyObject_Call(st->Thread, empty, kwargs);
-    Py_DECREF(empty);
-    Py_DECREF(kwargs);
+        goto error;
+    t = PyObject_Call(st->Thread, st->empty_tuple, kwargs);
     if (t == NULL)
-        return -1;
-    PyObject *r = PyObject_CallMethodNoArgs(t, st->s_start);
+        goto error;
+    r = PyObject_CallMethodNoArgs(t, st->s_start);
     if (r == NULL) {
-        Py_DECREF(t);
-        return -1;
+        /* If the thread did start, it is ours: list it, keep its count. */
+        int started;
+        pthread_mutex_lock(&c->mu);
+        started = ticket_byte(ticket)[0] == TICKET_STARTED;
+        pthread_mutex_unlock(&c->mu);
+        if (started) {
+            PyObject *exc = fe_fetch_exception();
+            list_thread(c, t);
+            fe_raise(exc);
+            Py_DECREF(exc);
+        }
+        goto error;
     }
-    /* Listed once started, as the stdlib (shutdown() may join whatever is
-     * listed, and start() let other threads run).  A worker that already
-     * left (idle_timeout) could not unlist itself: it left a note. */
-    /* The thread runs and is counted: from here a failure only costs the
-     * listing, so it is reported, not returned. */
-    if (PySet_Add(c->threads, t) < 0)
-        PyErr_WriteUnraisable(c->threads);
-    else if (c->orphans != NULL) {
-        int gone = PySet_Discard(c->orphans, t);
-        if (gone < 0 || (gone == 1 && PySet_Discard(c->threads, t) < 0))
-            PyErr_WriteUnraisable(c->threads);
-    }
+    /* Listed once started, as the stdlib (shutdown() joins what is listed;
+     * start() let other threads run meanwhile). */
+    list_thread(c, t);
+    spawn_done(c, 0, ticket);
     Py_DECREF(r);
     Py_DECREF(t);
+    Py_DECREF(kwargs);
+    Py_DECREF(args);
+    Py_DECREF(ticket);
+    Py_DECREF(target);
+    Py_DECREF(name);
     return 0;
+
+error:
+    spawn_done(c, 1, ticket);
+    Py_XDECREF(t);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(args);
+    Py_XDECREF(ticket);
+    Py_XDECREF(target);
+    Py_XDECREF(name);
+    return -1;
 }
 
 /* Raise the stdlib's error for a pool that takes no work; mu held by caller
@@ -445,13 +509,11 @@ core_enqueue(fe_core *c, fe_job *job)
         ;
     else if (!wake_one(c) && c->nthreads < c->max_workers) {
         c->nthreads++;
+        c->nspawning++;
         spawn = 1;
     }
     pthread_mutex_unlock(&c->mu);
     if (spawn && spawn_worker(c) < 0) {
-        pthread_mutex_lock(&c->mu);
-        c->nthreads--;
-        pthread_mutex_unlock(&c->mu);
         /* As the stdlib: the job stays queued for the other workers, the
          * error reaches the caller. */
         return -1;
@@ -803,13 +865,54 @@ core_initializer_failed(fe_core *c, PyObject *exc)
     Py_DECREF(err);
 }
 
-/* core._worker(): the body of every worker thread. */
+/* core._worker(ticket): the body of every worker thread. */
 static PyObject *
-core_worker(fe_core *c, PyObject *Py_UNUSED(ignored))
+core_worker(fe_core *c, PyObject *ticket)
 {
     fe_state *st = c->st;
     fe_worker w;
-    int idle_exit = 0, done = DONE_NOTHING;
+    int idle_exit = 0, done = DONE_NOTHING, self_listed = 0;
+
+    if (!PyByteArray_Check(ticket) || PyByteArray_GET_SIZE(ticket) != 1) {
+        PyErr_SetString(PyExc_TypeError, "_worker() takes a spawn ticket");
+        return NULL;
+    }
+    if (fe_cond_init(&w.cv) < 0) {
+        /* No worker after all: nthreads was raised for us. */
+        pthread_mutex_lock(&c->mu);
+        if (ticket_byte(ticket)[0] != TICKET_ABANDONED)
+            c->nthreads--;
+        ticket_byte(ticket)[0] = TICKET_ABANDONED;
+        pthread_mutex_unlock(&c->mu);
+        PyErr_SetString(PyExc_OSError, "pthread_cond_init failed");
+        return NULL;
+    }
+    w.prev = w.next = NULL;
+    w.current = NULL;
+    w.woken = 0;
+    w.tid = pthread_self();
+    /* On the list of all workers from the start (the initializer included),
+     * so that a fork() from inside this thread knows it survives. */
+    pthread_mutex_lock(&c->mu);
+    if (ticket_byte(ticket)[0] == TICKET_ABANDONED) {
+        /* Our spawner's start() failed and gave our count back, yet here
+         * we are: count ourselves, and list ourselves below. */
+        c->nthreads++;
+        self_listed = 1;
+    }
+    ticket_byte(ticket)[0] = TICKET_STARTED;
+    w.all_prev = NULL;
+    w.all_next = c->all;
+    if (c->all != NULL)
+        c->all->all_prev = &w;
+    c->all = &w;
+    pthread_mutex_unlock(&c->mu);
+    if (self_listed) {
+        PyObject *me = PyObject_CallNoArgs(st->current_thread);
+        if (me == NULL || PySet_Add(c->threads, me) < 0)
+            PyErr_WriteUnraisable((PyObject *)c);
+        Py_XDECREF(me);
+    }
 
     if (c->initializer != NULL) {
         PyObject *r = PyObject_Call(c->initializer, c->initargs, NULL);
@@ -820,28 +923,10 @@ core_worker(fe_core *c, PyObject *Py_UNUSED(ignored))
             pthread_mutex_lock(&c->mu);
             c->nthreads--;
             pthread_mutex_unlock(&c->mu);
-            Py_RETURN_NONE;
+            goto leave;
         }
         Py_DECREF(r);
     }
-
-    if (fe_cond_init(&w.cv) < 0) {
-        pthread_mutex_lock(&c->mu);
-        c->nthreads--;
-        pthread_mutex_unlock(&c->mu);
-        PyErr_SetString(PyExc_OSError, "pthread_cond_init failed");
-        return NULL;
-    }
-    w.prev = w.next = NULL;
-    w.current = NULL;
-    w.woken = 0;
-    pthread_mutex_lock(&c->mu);
-    w.all_prev = NULL;
-    w.all_next = c->all;
-    if (c->all != NULL)
-        c->all->all_prev = &w;
-    c->all = &w;
-    pthread_mutex_unlock(&c->mu);
 
     for (;;) {
         fe_job *job = core_next_job(c, &w, done, &idle_exit);
@@ -852,6 +937,8 @@ core_worker(fe_core *c, PyObject *Py_UNUSED(ignored))
          * an error (a failing set_result) was reported as unraisable. */
         assert(!PyErr_Occurred());
     }
+
+leave:
     pthread_mutex_lock(&c->mu);
     if (w.all_prev != NULL)
         w.all_prev->all_next = w.all_next;
@@ -864,19 +951,31 @@ core_worker(fe_core *c, PyObject *Py_UNUSED(ignored))
 
     if (idle_exit) {
         /* Leave _threads, so it lists the live workers; if our spawner has
-         * not listed us yet, leave it a note to drop us (see spawn_worker). */
+         * not listed us yet, leave it a note to drop us (see list_thread). */
         PyObject *me = PyObject_CallNoArgs(st->current_thread);
         int found = me ? PySet_Discard(c->threads, me) : -1;
-        if (found == 0) {
-            if (c->orphans == NULL)
-                c->orphans = PySet_New(NULL);
-            if (c->orphans == NULL || PySet_Add(c->orphans, me) < 0)
-                found = -1;
-        }
+        if (found == 0 && PySet_Add(c->orphans, me) < 0)
+            found = -1;
         if (found < 0)
             PyErr_WriteUnraisable((PyObject *)c);
         Py_XDECREF(me);
     }
+    Py_RETURN_NONE;
+}
+
+/* core.wait_spawning(): wait, without the GIL, until no thread is being
+ * started, so that every thread that will run accepted work is listed in
+ * _threads (shutdown(wait=True) then joins them all, as the stdlib's, whose
+ * submit starts threads under the executor's shutdown lock). */
+static PyObject *
+core_wait_spawning(fe_core *c, PyObject *Py_UNUSED(ignored))
+{
+    Py_BEGIN_ALLOW_THREADS
+    pthread_mutex_lock(&c->mu);
+    while (c->nspawning > 0)
+        pthread_cond_wait(&c->spawn_cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    Py_END_ALLOW_THREADS
     Py_RETURN_NONE;
 }
 
@@ -1001,18 +1100,32 @@ fork_child(void)
         }
         c->head = c->tail = NULL;
         c->nqueued = 0;
+        /* The thread that forks survives: if it is one of our workers (a
+         * job or an initializer called fork()), it stays ours, with the job
+         * in its hands.  The others are gone. */
+        pthread_t me = pthread_self();
+        fe_worker *survivor = NULL;
         for (fe_worker *w = c->all; w != NULL; w = w->all_next) {
-            if (w->current != NULL) {
+            if (pthread_equal(w->tid, me))
+                survivor = w;
+            else if (w->current != NULL) {
                 w->current->next = c->fork_running;
                 c->fork_running = w->current;
             }
         }
-        c->all = NULL;
+        if (survivor != NULL)
+            survivor->all_prev = survivor->all_next = NULL;
+        c->all = survivor;
+        c->fork_survivor = survivor != NULL;
         c->idle = NULL;
         c->nidle = 0;
         c->spinning = 0;
-        c->nthreads = 0;
-        c->nrunning = 0;
+        c->nthreads = survivor != NULL;
+        c->nrunning = survivor != NULL && survivor->current != NULL;
+        /* Threads that were being started are gone; so are the waiters of
+         * spawn_cv, whose state is theirs: start it afresh. */
+        c->nspawning = 0;
+        (void)fe_cond_init(&c->spawn_cv);
         /* This thread locked it in fork_prepare: it owns it here too. */
         pthread_mutex_unlock(&c->mu);
     }
@@ -1062,9 +1175,19 @@ core_after_fork_child(fe_core *c, PyObject *Py_UNUSED(ignored))
     pthread_mutex_lock(&c->mu);
     fe_job *queued = c->fork_queued, *running = c->fork_running;
     c->fork_queued = c->fork_running = NULL;
+    int survivor = c->fork_survivor;
+    c->fork_survivor = 0;
     pthread_mutex_unlock(&c->mu);
-    if (c->threads != NULL)
+    if (c->threads != NULL) {
         PySet_Clear(c->threads);
+        if (survivor) {
+            /* This thread, a worker of this pool, called fork(). */
+            PyObject *me = PyObject_CallNoArgs(c->st->current_thread);
+            if (me == NULL || PySet_Add(c->threads, me) < 0)
+                PyErr_WriteUnraisable((PyObject *)c);
+            Py_XDECREF(me);
+        }
+    }
 
     PyObject *err = NULL;
     for (int k = 0; k < 2; k++) {
@@ -1191,6 +1314,7 @@ core_dealloc(fe_core *c)
     fork_unregister(c);
     core_clear(c);
     Py_CLEAR(c->module);
+    pthread_cond_destroy(&c->spawn_cv);
     pthread_mutex_destroy(&c->mu);
     tp->tp_free((PyObject *)c);
     Py_DECREF(tp);
@@ -1211,9 +1335,17 @@ core_new(fe_state *st, PyObject *module)
         PyErr_SetString(PyExc_OSError, "pthread_mutex_init failed");
         return NULL;
     }
+    if (fe_cond_init(&c->spawn_cv) < 0) {
+        pthread_mutex_destroy(&c->mu);
+        Py_DECREF(c->module);
+        PyObject_GC_Del(c);
+        PyErr_SetString(PyExc_OSError, "pthread_cond_init failed");
+        return NULL;
+    }
     c->max_workers = 1;
     c->spin_budget = SPIN_MAX;
     if (fork_register(c) < 0) {
+        pthread_cond_destroy(&c->spawn_cv);
         pthread_mutex_destroy(&c->mu);
         Py_DECREF(c->module);
         PyObject_GC_Del(c);
@@ -1224,8 +1356,10 @@ core_new(fe_state *st, PyObject *module)
 }
 
 static PyMethodDef core_methods[] = {
-    {"_worker", (PyCFunction)core_worker, METH_NOARGS,
+    {"_worker", (PyCFunction)core_worker, METH_O,
      "Run as a worker thread until the pool is shut down (internal)."},
+    {"wait_spawning", (PyCFunction)core_wait_spawning, METH_NOARGS,
+     "Wait until no worker thread is being started (internal)."},
     {"shutdown", (PyCFunction)core_shutdown, METH_O,
      "shutdown(cancel_futures): stop taking work, wake idle workers."},
     {"wake_all", (PyCFunction)core_wake_all, METH_NOARGS, NULL},
@@ -1380,6 +1514,33 @@ static int
 mapiter_traverse(fe_mapiter *it, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(it));
+    /* The results not yet taken (a cycle may run through them).  Workers
+     * store them with the GIL held, as this runs; trylock as in
+     * core_traverse: not visiting is safe. */
+    fe_mapbatch *b = it->batch;
+    if (b != NULL && pthread_mutex_trylock(&b->mu) == 0) {
+        int rc = 0;
+        for (Py_ssize_t i = it->next; i < b->n && rc == 0; i++) {
+            if (b->values[i] != NULL && b->values[i] != it->st->CancelledError)
+                rc = visit(b->values[i], arg);
+        }
+        pthread_mutex_unlock(&b->mu);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int
+mapiter_clear(fe_mapiter *it)
+{
+    if (it->batch != NULL) {
+        /* As the stdlib's map generator: dropping it cancels what's left. */
+        mapiter_drop(it);
+        fe_mapbatch *b = it->batch;
+        it->batch = NULL;
+        fe_batch_decref(b);
+    }
     return 0;
 }
 
@@ -1388,12 +1549,7 @@ mapiter_dealloc(fe_mapiter *it)
 {
     PyTypeObject *tp = Py_TYPE(it);
     PyObject_GC_UnTrack(it);
-    if (it->batch != NULL) {
-        /* As the stdlib's map generator: dropping it cancels what's left. */
-        mapiter_drop(it);
-        fe_batch_decref(it->batch);
-        it->batch = NULL;
-    }
+    mapiter_clear(it);
     tp->tp_free((PyObject *)it);
     Py_DECREF(tp);
 }
@@ -1414,6 +1570,7 @@ static PyMethodDef mapiter_methods[] = {
 static PyType_Slot mapiter_slots[] = {
     {Py_tp_dealloc, mapiter_dealloc},
     {Py_tp_traverse, mapiter_traverse},
+    {Py_tp_clear, mapiter_clear},
     {Py_tp_iter, PyObject_SelfIter},
     {Py_tp_iternext, mapiter_next},
     {Py_tp_methods, mapiter_methods},
@@ -1502,6 +1659,9 @@ pool_setup(fe_pool *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "pool already set up");
         return NULL;
     }
+    c->orphans = PySet_New(NULL);
+    if (c->orphans == NULL)
+        return NULL;
     c->configured = 1;
     c->max_workers = (int)max_workers;
     c->prefix = Py_NewRef(args[1]);
@@ -1616,15 +1776,16 @@ pool_run_impl(fe_pool *self, PyObject *loop, PyObject *ctx, PyObject *fn,
 {
     fe_core *c = self->core;
     fe_state *st = c->st;
+    fe_job *job = NULL;
     if (pool_check_ready(self) < 0)
-        return NULL;
+        goto refused;
     if (c->broken || c->shutdown || fe_interpreter_shutdown(st)) {
         raise_not_accepting(c, c->broken, c->shutdown);
-        return NULL;
+        goto refused;
     }
-    fe_job *job = fe_job_new();
+    job = fe_job_new();
     if (job == NULL)
-        return NULL;
+        goto refused;
     job->kind = JOB_ASYNC;
     job->fn = Py_NewRef(fn);
     job->args = args;                 /* stolen */
@@ -1647,6 +1808,12 @@ pool_run_impl(fe_pool *self, PyObject *loop, PyObject *ctx, PyObject *fn,
         return NULL;
     }
     return fut;
+
+refused:
+    /* args and kwargs were handed to us: release them. */
+    Py_DECREF(args);
+    Py_XDECREF(kwargs);
+    return NULL;
 }
 
 /* run(fn, /, *args, **kwargs) -> asyncio.Future of the running loop */

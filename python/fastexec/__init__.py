@@ -121,6 +121,9 @@ class ThreadPoolExecutor(_fastexec.Pool, concurrent.futures.ThreadPoolExecutor):
         with self._shutdown_lock:
             self._core.shutdown(cancel_futures)
         if wait:
+            # A submit that was accepted may still be starting the thread
+            # that will run it: wait until it is listed, then join.
+            self._core.wait_spawning()
             for t in list(self._threads):
                 if t is not threading.current_thread():
                     t.join()
@@ -147,6 +150,7 @@ def _python_exit():
     for core in cores:
         core.wake_all()
     for core in cores:
+        core.wait_spawning()
         for t in core.thread_list():
             t.join()
 
