@@ -6,19 +6,28 @@
  * of results costs the loop one wakeup and one callback, which resolves every
  * future in the outbox in one pass.
  *
- * A Wakeup that is destroyed without having run (call_soon_threadsafe failed,
- * or the loop was closed with the callback still queued) drops the outbox:
- * its futures belong to a dead loop and nobody can await them.  So a closed
- * loop costs no leak and no error.
+ * A Wakeup that is destroyed without having run (the loop was closed with the
+ * callback still queued, or refused it because it is closed) drops the
+ * outbox: its futures belong to a dead loop and nobody can await them.  So a
+ * closed loop costs no leak and no error.
+ *
+ * Who owns a channel: the loop, as its attribute `_fastexec_channel`, so that
+ * a loop dropped without close() while results are on their way is still
+ * collected (loop -> channel -> outbox -> futures -> loop is an ordinary
+ * cycle; a module-level table would keep it alive for good).  A loop that
+ * takes no attribute gets its channel from a table of weak references, kept
+ * alive only by the work in flight.
  */
 #include "fastexec.h"
+
+#include <stddef.h>
+#include <structmember.h>
 
 typedef struct fe_channel {
     PyObject_HEAD
     fe_state *st;
     PyObject *module;             /* keeps `st` alive */
-    PyObject *loop_ref;           /* a plain weakref to the loop: keeps
-                                     PyWeakref_NewRef(loop, NULL) cheap */
+    PyObject *weakreflist;        /* for the table of loops without a dict */
     pthread_mutex_t mu;           /* guards the outbox and `scheduled` */
     fe_job *head, *tail;
     int scheduled;                /* a Wakeup is on its way to the loop */
@@ -40,7 +49,7 @@ channel_new(fe_state *st)
         return NULL;
     ch->st = st;
     ch->module = NULL;
-    ch->loop_ref = NULL;
+    ch->weakreflist = NULL;
     ch->head = ch->tail = NULL;
     ch->scheduled = 0;
     if (pthread_mutex_init(&ch->mu, NULL) != 0) {
@@ -81,7 +90,6 @@ channel_traverse(fe_channel *ch, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(ch));
     Py_VISIT(ch->module);
-    Py_VISIT(ch->loop_ref);
     /* Jobs are appended and taken with the GIL held, as traverse runs. */
     if (pthread_mutex_trylock(&ch->mu) == 0) {
         int rc = 0;
@@ -98,7 +106,6 @@ static int
 channel_clear(fe_channel *ch)
 {
     free_list(channel_take(ch));
-    Py_CLEAR(ch->loop_ref);
     return 0;
 }
 
@@ -107,6 +114,8 @@ channel_dealloc(fe_channel *ch)
 {
     PyTypeObject *tp = Py_TYPE(ch);
     PyObject_GC_UnTrack(ch);
+    if (ch->weakreflist != NULL)
+        PyObject_ClearWeakRefs((PyObject *)ch);
     channel_clear(ch);
     Py_CLEAR(ch->module);
     pthread_mutex_destroy(&ch->mu);
@@ -114,7 +123,13 @@ channel_dealloc(fe_channel *ch)
     Py_DECREF(tp);
 }
 
+static PyMemberDef channel_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(fe_channel, weakreflist), READONLY},
+    {NULL}
+};
+
 static PyType_Slot channel_slots[] = {
+    {Py_tp_members, channel_members},
     {Py_tp_doc, "The outbox of finished jobs of one event loop (internal)."},
     {Py_tp_dealloc, channel_dealloc},
     {Py_tp_traverse, channel_traverse},
@@ -129,44 +144,91 @@ static PyType_Spec channel_spec = {
     .slots = channel_slots,
 };
 
-struct fe_channel *
-fe_channel_for_loop(fe_state *st, PyObject *loop)
+/* The live object a weakref points to (a new reference), or NULL. */
+static PyObject *
+weakref_target(PyObject *ref)
 {
-    /* The dict is keyed by a weakref to the loop whose callback removes the
-     * entry; looking it up with the loop's plain weakref compares equal
-     * while the loop lives (as WeakKeyDictionary does). */
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *obj;
+    if (PyWeakref_GetRef(ref, &obj) < 0)
+        PyErr_Clear();  /* not a weakref: cannot happen (our own table) */
+    return obj == NULL ? NULL : obj;
+#else
+    PyObject *obj = PyWeakref_GetObject(ref);
+    if (obj == NULL) {
+        PyErr_Clear();
+        return NULL;
+    }
+    return obj == Py_None ? NULL : Py_NewRef(obj);
+#endif
+}
+
+/* For loops that take no attribute: channels[weakref(loop)] is a weakref to
+ * the channel, which the loop's jobs keep alive.  The key's callback drops
+ * the entry when the loop goes. */
+static fe_channel *
+channel_from_table(fe_state *st, PyObject *loop)
+{
     PyObject *probe = PyWeakref_NewRef(loop, NULL);
     if (probe == NULL) {
-        /* A loop that can't be weakly referenced gets a channel per call:
-         * correct, only without coalescing. */
+        /* A loop that can't even be weakly referenced gets a channel per
+         * call: correct, only without coalescing. */
         if (!PyErr_ExceptionMatches(PyExc_TypeError))
             return NULL;
         PyErr_Clear();
         return channel_new(st);
     }
-    PyObject *found = PyDict_GetItemWithError(st->channels, probe);
-    if (found != NULL) {
-        Py_DECREF(probe);
-        return (fe_channel *)Py_NewRef(found);
+    /* A plain weakref compares equal to the key while the loop lives (as
+     * WeakKeyDictionary looks things up). */
+    PyObject *ref = PyDict_GetItemWithError(st->channels, probe);
+    Py_DECREF(probe);
+    if (ref != NULL) {
+        PyObject *ch = weakref_target(ref);
+        if (ch != NULL)
+            return (fe_channel *)ch;
     }
-    if (PyErr_Occurred()) {
-        Py_DECREF(probe);
+    else if (PyErr_Occurred())
         return NULL;
-    }
     fe_channel *ch = channel_new(st);
-    if (ch == NULL) {
-        Py_DECREF(probe);
+    if (ch == NULL)
         return NULL;
-    }
-    ch->loop_ref = probe;   /* owned by the channel now */
     PyObject *key = PyWeakref_NewRef(loop, st->channels_pop);
-    if (key == NULL || PyDict_SetItem(st->channels, key, (PyObject *)ch) < 0) {
+    PyObject *value = key ? PyWeakref_NewRef((PyObject *)ch, NULL) : NULL;
+    if (value == NULL || PyDict_SetItem(st->channels, key, value) < 0) {
         Py_XDECREF(key);
+        Py_XDECREF(value);
         Py_DECREF(ch);
         return NULL;
     }
     Py_DECREF(key);
+    Py_DECREF(value);
     return ch;
+}
+
+struct fe_channel *
+fe_channel_for_loop(fe_state *st, PyObject *loop)
+{
+    PyObject *found = PyObject_GetAttr(loop, st->s_loop_channel);
+    if (found != NULL) {
+        if (Py_IS_TYPE(found, st->Channel_Type))
+            return (fe_channel *)found;
+        Py_DECREF(found);   /* something else under our name: replace it */
+    }
+    else if (PyErr_ExceptionMatches(PyExc_AttributeError))
+        PyErr_Clear();
+    else
+        return NULL;
+    fe_channel *ch = channel_new(st);
+    if (ch == NULL)
+        return NULL;
+    if (PyObject_SetAttr(loop, st->s_loop_channel, (PyObject *)ch) == 0)
+        return ch;
+    Py_DECREF(ch);
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError) &&
+        !PyErr_ExceptionMatches(PyExc_TypeError))
+        return NULL;
+    PyErr_Clear();
+    return channel_from_table(st, loop);
 }
 
 /* --------------------------------------------------------------- wakeup */
@@ -319,8 +381,11 @@ fe_channel_post(fe_state *st, fe_job *job)
             PyObject *r = PyObject_CallMethodOneArg(loop, st->s_call_soon_threadsafe,
                                                     (PyObject *)w);
             if (r == NULL) {
-                /* A closed loop refuses (RuntimeError): drop quietly.
-                 * Anything else is a real problem: report it. */
+                /* A closed loop refuses (RuntimeError): its outbox is
+                 * dropped quietly when `w` goes, below.  Anything else (a
+                 * MemoryError, a KeyboardInterrupt in the main thread) is
+                 * reported, and the outbox is kept for the next outcome to
+                 * schedule again: nothing is lost. */
                 int closed = 0;
                 PyObject *exc = fe_fetch_exception();
                 PyObject *c = PyObject_CallMethodNoArgs(loop, st->s_is_closed);
@@ -330,13 +395,17 @@ fe_channel_post(fe_state *st, fe_job *job)
                     PyErr_Clear();
                 Py_XDECREF(c);
                 if (!closed) {
+                    w->fired = 1;   /* its dealloc must not drop the outbox */
+                    pthread_mutex_lock(&ch->mu);
+                    ch->scheduled = 0;
+                    pthread_mutex_unlock(&ch->mu);
                     fe_raise(exc);
                     PyErr_WriteUnraisable(loop);
                 }
                 Py_DECREF(exc);
             }
             Py_XDECREF(r);
-            Py_DECREF(w);   /* if it was not scheduled, this drops the outbox */
+            Py_DECREF(w);   /* if the loop is closed, this drops the outbox */
         }
     }
     Py_DECREF(loop);
@@ -434,6 +503,20 @@ error:
     return -1;
 }
 
+/* Take r->cf (a new reference, or NULL if already taken).  The relay's two
+ * callbacks can run at once in two threads of a free-threaded build: the
+ * critical section makes the take atomic there (with the GIL it is anyway). */
+static PyObject *
+relay_take_cf(fe_relay *r)
+{
+    PyObject *cf;
+    FE_BEGIN_CRITICAL_SECTION(r);
+    cf = r->cf;
+    r->cf = NULL;
+    FE_END_CRITICAL_SECTION();
+    return cf;
+}
+
 static PyObject *
 relay_call(PyObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -445,16 +528,15 @@ relay_call(PyObject *self, PyObject *args, PyObject *kwargs)
         Py_RETURN_NONE;
     if (fut == r->afut) {
         /* The asyncio future finished first: pass a cancellation on. */
-        if (r->cf == NULL)
-            Py_RETURN_NONE;
         PyObject *c = PyObject_CallMethodNoArgs(r->afut, r->st->s_cancelled);
         if (c == NULL)
             return NULL;
         int cancelled = (c == Py_True);
         Py_DECREF(c);
         if (cancelled) {
-            PyObject *cf = r->cf;
-            r->cf = NULL;
+            PyObject *cf = relay_take_cf(r);
+            if (cf == NULL)
+                Py_RETURN_NONE;
             PyObject *res = PyObject_CallMethodNoArgs(cf, r->st->s_cancel);
             Py_DECREF(cf);
             if (res == NULL)
@@ -463,15 +545,10 @@ relay_call(PyObject *self, PyObject *args, PyObject *kwargs)
         }
         Py_RETURN_NONE;
     }
-    /* The concurrent future is done (in whichever thread completed it). */
-    PyObject *cf = r->cf;
-    if (cf == NULL)
-        cf = fut;
-    Py_INCREF(cf);
-    Py_CLEAR(r->cf);
-    int rc = relay_source_done(r, cf);
-    Py_DECREF(cf);
-    if (rc < 0)
+    /* The concurrent future is done (in whichever thread completed it):
+     * from now on a cancellation of the asyncio future has nothing to do. */
+    Py_XDECREF(relay_take_cf(r));
+    if (relay_source_done(r, fut) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
