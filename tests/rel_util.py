@@ -146,22 +146,36 @@ class LeakProbe:
 PRELUDE = """\
 import faulthandler, os, sys, threading, time
 faulthandler.enable()
-faulthandler.dump_traceback_later({watchdog}, exit=True)
+{watchdog}
 """
+
+# The watchdogs: faulthandler's own (a thread), or, for code that forks, an
+# alarm, which needs no thread.  A thread exiting while another forks
+# (faulthandler's, once cancelled around the fork) can leave the child with
+# a lock of the C allocator held, and an armed faulthandler watchdog is
+# inherited without its thread (the child's finalization then waits for it
+# forever).  An alarm is not inherited: a child calls signal.alarm() itself.
+WATCHDOGS = {
+    "thread": "faulthandler.dump_traceback_later({seconds}, exit=True)",
+    "alarm": ("import signal\n"
+              "faulthandler.register(signal.SIGALRM, all_threads=True, "
+              "chain=True)\n"
+              "signal.alarm({seconds})"),
+}
 
 
 def run_python(code, timeout=40, watchdog=25, python=None, env=None,
-               prelude=True):
+               prelude=True, watchdog_kind="thread"):
     """Run code in a fresh interpreter; returns a CompletedProcess.
 
-    If the child outlives `timeout` (say it hangs inside os.fork(), where
-    the faulthandler watchdog is disarmed), it gets SIGABRT, which
-    faulthandler (enabled by the prelude) turns into a dump of every
-    thread's stack; the result then has ``timed_out = True``.
+    If the child outlives `timeout`, it gets SIGABRT, which faulthandler
+    (enabled by the prelude) turns into a dump of every thread's stack; the
+    result then has ``timed_out = True``.
     """
     body = textwrap.dedent(code)
     if prelude:
-        body = PRELUDE.format(watchdog=watchdog) + body
+        body = PRELUDE.format(watchdog=WATCHDOGS[watchdog_kind].format(
+            seconds=watchdog)) + body
     full_env = dict(os.environ)
     full_env.pop("PYTHONWARNINGS", None)
     full_env.update(env or {})

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 import weakref
 
 import pytest
@@ -817,6 +818,96 @@ def _fastexec_internal_objects():
     return sorted(type(o).__name__ for o in gc.get_objects()
                   if type(o).__module__ == "fastexec._fastexec"
                   and type(o).__name__.startswith("_"))
+
+
+def test_loop_dropped_unclosed_with_outcomes_in_flight_is_collected(pools):
+    """A loop dropped without close() while its jobs' outcomes are on their
+    way: the loop, its selector's file descriptors and the outcomes are
+    freed by the garbage collector, as with the stdlib bridge.  (The stdlib
+    loop only: an unclosed uvloop loop is never freed, even idle.)"""
+    pool = pools(max_workers=1)
+    gate = pools.gate()
+    refs = []
+    lp = asyncio.new_event_loop()
+
+    def job():
+        gate.wait(WAIT)
+        obj = Payload()
+        refs.append(weakref.ref(obj))
+        return obj
+
+    async def start():
+        pool.run(job)                   # fire and forget
+        fastexec.wrap_future(pool.submit(job))
+
+    lp.run_until_complete(start())
+    loop_ref = weakref.ref(lp)
+    del lp
+    gate.set()
+    # One worker, FIFO: once this is done both outcomes were posted.
+    assert pool.submit(int, "1").result(WAIT) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)   # unclosed loop
+        assert wait_until(lambda: gc.collect() is not None
+                          and loop_ref() is None), "the loop was kept alive"
+    assert len(refs) == 2 and [r() for r in refs] == [None, None]
+
+
+def test_refused_calls_release_their_arguments(loop, pools):
+    """Calls refused by a shut-down pool keep no reference to what they
+    were given."""
+    pool = pools(max_workers=1)
+    pool.shutdown()
+    arg, kwarg = Payload(), Payload()
+    before = sys.getrefcount(arg), sys.getrefcount(kwarg)
+
+    async def refused():
+        for _ in range(100):
+            with pytest.raises(RuntimeError):
+                pool.run(identity, arg, key=kwarg)
+            with pytest.raises(RuntimeError):
+                fastexec.run_in_executor(pool, identity, arg, key=kwarg)
+            with pytest.raises(RuntimeError):    # to_thread's way in
+                pool._run_on(asyncio.get_running_loop(),
+                             contextvars.copy_context(), identity, (arg,),
+                             {"key": kwarg})
+
+    run(loop, refused())
+    assert (sys.getrefcount(arg), sys.getrefcount(kwarg)) == before
+
+
+def test_a_wakeup_the_loop_refused_is_tried_again(pools, unraisables):
+    """call_soon_threadsafe failing on a loop that is not closed (say a
+    MemoryError): reported, and the outcomes wait for the next one, which
+    schedules the wakeup again; nothing is lost."""
+    failures = [1]
+
+    class Loop(asyncio.SelectorEventLoop):
+        def call_soon_threadsafe(self, callback, *args, **kwargs):
+            if failures and type(callback).__name__ == "_Wakeup":
+                failures.pop()
+                raise MemoryError("refused once")
+            return super().call_soon_threadsafe(callback, *args, **kwargs)
+
+    pool = pools(max_workers=1)
+    gate = pools.gate()
+    lp = Loop()
+    try:
+        async def main():
+            first = pool.run(operator.add, 1, 1)
+            # The first outcome's wakeup is refused; wait for that (on the
+            # pool: one worker, FIFO), then post a second outcome.
+            blocker = pool.submit(gate.wait, WAIT)
+            gate.set()
+            await asyncio.wrap_future(blocker)
+            assert not first.done()
+            second = pool.run(operator.add, 2, 2)
+            return await asyncio.wait_for(asyncio.gather(first, second), WAIT)
+
+        assert lp.run_until_complete(main()) == [2, 4]
+    finally:
+        close_loop(lp)
+    assert len(unraisables) == 1 and "refused once" in unraisables[0]
 
 
 def test_loops_come_and_go_without_leaking(loop_factory, pools):

@@ -19,7 +19,9 @@ import itertools
 import logging
 import operator
 import os
+import random
 import re
+import sys
 import threading
 import time
 import traceback
@@ -730,6 +732,66 @@ def test_cancel_races_with_start(new_pool):
         assert f.cancelled() == (i in cancelled)
 
 
+def in_condition_wait(thread):
+    frame = sys._current_frames().get(thread.ident)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "wait" and code.co_filename == threading.__file__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_many_threads_start_waiting_at_once(new_pool):
+    # Threads that start waiting on the same pending future at the same
+    # moment: each one makes the future's Condition if there is none yet
+    # (fastexec makes it on demand, and making it runs Python code, so the
+    # threads interleave there).  All must be woken by the completion.
+    pool = new_pool(2)
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)         # switch threads as often as possible
+    try:
+        for _ in range(300):
+            gate = new_pool.gate()
+            f = pool.submit(gate.wait, WAIT)
+            barrier = threading.Barrier(8)
+            woken = []
+
+            def waiter():
+                barrier.wait(WAIT)
+                # No timeout: a waiter on a Condition nobody notifies must
+                # hang (a daemon, abandoned if the test fails), not time out.
+                woken.append(f.result())
+
+            threads = [threading.Thread(target=waiter, daemon=True)
+                       for _ in range(8)]
+            for t in threads:
+                t.start()
+            # Open the gate once all eight block in Condition.wait (seen
+            # from their stacks: asking the future would make a Condition).
+            assert wait_until(lambda: all(in_condition_wait(t)
+                                          for t in threads))
+            gate.set()
+            for t in threads:
+                t.join(WAIT)
+            assert woken == [True] * 8
+    finally:
+        sys.setswitchinterval(old)
+
+
+def test_map_result_in_a_reference_cycle_is_collected(new_pool):
+    # A result not yet taken from map()'s iterator that refers back to the
+    # iterator: a cycle the garbage collector must free.
+    pool = new_pool(1)
+    box = Payload()
+    it = pool.map(lambda x: box, [1])
+    pool.submit(id, None).result(WAIT)  # one worker, FIFO: the call is done
+    box.it = it
+    ref = weakref.ref(box)
+    del it, box
+    assert wait_until(lambda: gc.collect() is not None and ref() is None)
+
+
 # ---------------------------------------------------------------------------
 # map()
 # ---------------------------------------------------------------------------
@@ -1190,6 +1252,43 @@ def test_shutdown_wait_while_a_worker_is_starting(Pool):
             t.join(WAIT)
             assert not t.is_alive()
     assert failures == []
+
+
+def test_shutdown_wait_covers_a_submit_starting_its_thread(Pool):
+    # A submit that was accepted while shutdown(wait=True) ran in another
+    # thread: when shutdown returns, its call has run (the stdlib starts the
+    # thread under the executor's shutdown lock; fastexec waits until the
+    # thread being started is listed, then joins it).  The window is the
+    # thread start inside submit, so many rounds, each with a random
+    # offset between the two threads (up to 0.5 ms).
+    rng = random.Random(1234)
+    early = 0
+    for _ in range(300):
+        pool = Pool(1)
+        ran = threading.Event()
+        accepted = []
+        barrier = threading.Barrier(2)
+
+        def submitter():
+            barrier.wait(WAIT)
+            try:
+                accepted.append(pool.submit(ran.set))
+            except RuntimeError:
+                pass
+
+        t = threading.Thread(target=submitter)
+        t.start()
+        barrier.wait(WAIT)
+        # Jitter, not a wait for an event: it lets the submitter run (a busy
+        # loop would hold the GIL) for a random part of its submit.
+        time.sleep(rng.random() * 0.0005)
+        pool.shutdown(wait=True)
+        ran_when_shutdown_returned = ran.is_set()
+        t.join(WAIT)
+        if accepted:
+            early += not ran_when_shutdown_returned
+            assert accepted[0].result(WAIT) is None
+    assert early == 0
 
 
 def test_shutdown_twice(new_pool):
@@ -1824,3 +1923,98 @@ def test_map_not_iterated_runs_every_call(new_pool, how):
     assert blocker.result(WAIT)
     pool.shutdown(wait=True)
     assert ran == [0, 1, 2, 3, 4]
+
+
+# ---------------------------------------------------------------------------
+# fastexec only: its Future type used directly, and thread start failures
+# ---------------------------------------------------------------------------
+
+def test_future_type_used_directly_never_crashes(FastPool):
+    import fastexec
+
+    class NoInit(fastexec.Future):
+        def __init__(self):             # doesn't call Future.__init__
+            pass
+
+    f = NoInit()
+    assert f._state == "PENDING" and not f.done()
+    f.set_result(5)
+    assert f.result(0) == 5
+
+    g = fastexec.Future.__new__(fastexec.Future)
+    with pytest.raises(cf.TimeoutError):
+        g.result(timeout=0)
+
+    h = fastexec.Future()
+    for name in ("_result", "_exception"):
+        with pytest.raises(AttributeError):
+            delattr(h, name)
+    with pytest.raises(TypeError):
+        h._done_callbacks = 5
+    h.set_exception(KeyError("k"))
+    assert isinstance(h.exception(0), KeyError)
+    assert h._result is None
+
+    # The raw fields behind the properties take anything without a crash:
+    # the future leaves its C fast paths and the stdlib's code reports.
+    k = fastexec.Future()
+    del k._fastexec_result
+    k.set_result(None)
+    assert k.result(0) is None
+    m = fastexec.Future()
+    m._fastexec_callbacks = 5
+    with pytest.raises(TypeError):
+        m.set_result(1)
+
+
+@pytest.mark.parametrize("when", ["before the thread runs", "after it ran"])
+def test_thread_start_raising_keeps_the_count(new_fast_pool, monkeypatch,
+                                              when):
+    # Thread.start() can raise after the thread really started (a Ctrl-C
+    # while it waits for the thread to signal it began).  submit() raises
+    # that exception, the call stays queued (as the stdlib), and the thread,
+    # which runs, is counted and listed once: no pool above max_workers, no
+    # thread that shutdown() would not join.
+    initialized = threading.Event()
+    pool = new_fast_pool(1, initializer=initialized.set)
+    orig_start = threading.Thread.start
+
+    def start(self):
+        orig_start(self)
+        if when == "after it ran":
+            assert initialized.wait(WAIT)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    rec = Recorder()
+    with pytest.raises(KeyboardInterrupt):
+        pool.submit(rec, "queued")
+    monkeypatch.undo()
+    assert initialized.wait(WAIT)
+    assert pool.submit(rec, "next").result(WAIT) == "next"
+    assert rec.calls == ["queued", "next"]
+    assert wait_until(lambda: len(pool._threads) == 1)
+    assert pool.stats()["threads"] == 1
+    (thread,) = pool._threads
+    pool.shutdown(wait=True)
+    assert not thread.is_alive()
+    assert pool.stats()["threads"] == 0
+
+
+def test_thread_start_failing_gives_the_count_back(new_fast_pool, monkeypatch):
+    # A thread that could not be started at all: the error reaches submit's
+    # caller, the call stays queued, and the next submit starts a thread.
+    pool = new_fast_pool(1)
+
+    def start(self):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    rec = Recorder()
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        pool.submit(rec, "queued")
+    assert pool.stats()["threads"] == 0
+    monkeypatch.undo()
+    assert pool.submit(rec, "next").result(WAIT) == "next"
+    assert rec.calls == ["queued", "next"]
+    assert pool.stats()["threads"] == 1

@@ -21,6 +21,9 @@ from conftest import pool_class
 # and the (larger) limit subprocess.run enforces on top of that.
 CHILD_WATCHDOG = 20
 RUN_TIMEOUT = 40
+# A forked child's watchdog, and how long its parent waits for it.
+FORK_CHILD_WATCHDOG = 9
+WAIT_CHILD = 12
 
 IMPORTS = {
     "stdlib": "from concurrent.futures import ThreadPoolExecutor as Pool",
@@ -29,9 +32,23 @@ IMPORTS = {
 
 PRELUDE = """\
 import faulthandler, os, sys, threading, time
-faulthandler.dump_traceback_later({watchdog}, exit=True)
+{watchdog}
 {import_pool}
 """
+
+# The watchdogs.  faulthandler's own (a thread) for most tests.  Tests that
+# fork use SIGALRM instead, which needs no thread: a thread that is exiting
+# while another forks (faulthandler's, after cancel_dump_traceback_later())
+# can leave the child with a lock of the C allocator held, and the child
+# hangs on it (seen with AddressSanitizer's allocator); and an armed
+# faulthandler watchdog is inherited by the child without its thread, so the
+# child's finalization waits for that thread forever.  Alarms are not
+# inherited: the child arms its own.
+THREAD_WATCHDOG = "faulthandler.dump_traceback_later({seconds}, exit=True)"
+ALARM_WATCHDOG = """\
+import signal
+faulthandler.register(signal.SIGALRM, all_threads=True, chain=True)
+signal.alarm({seconds})"""
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
@@ -40,7 +57,8 @@ def run_python(impl, code, prelude=True, helpers="", timeout=RUN_TIMEOUT):
     pool_class(impl)    # fail early (in this process) if it can't import
     body = helpers + textwrap.dedent(code)
     if prelude:
-        body = PRELUDE.format(watchdog=CHILD_WATCHDOG,
+        watchdog = ALARM_WATCHDOG if helpers is FORK_HELPERS else THREAD_WATCHDOG
+        body = PRELUDE.format(watchdog=watchdog.format(seconds=CHILD_WATCHDOG),
                               import_pool=IMPORTS[impl]) + body
     env = dict(os.environ)
     env.pop("PYTHONWARNINGS", None)
@@ -229,20 +247,17 @@ def test_submit_after_interpreter_shutdown_unused_pool(impl):
 # os.fork()
 # ---------------------------------------------------------------------------
 
-# fork() disarms the faulthandler watchdog around os.fork() and re-arms it on
-# both sides: an armed watchdog is inherited by the child without its thread,
-# and the child's finalization then waits for that thread forever (a CPython
-# quirk, not the pool's).  The parent waits for the child with a deadline and
-# kills it on expiry, so a hung child can't outlive the test.
+# The process's watchdog is an alarm (see ALARM_WATCHDOG); fork() arms the
+# child's own, shorter than wait_child's deadline, so that a hung child
+# prints its stacks (to the captured stderr) before the parent kills it.
 FORK_HELPERS = """
 import signal, traceback
 def fork():
-    faulthandler.cancel_dump_traceback_later()
     pid = os.fork()
-    faulthandler.dump_traceback_later(%d, exit=True)
+    if pid == 0:
+        signal.alarm(%d)
     return pid
-""" % CHILD_WATCHDOG + """
-def wait_child(pid, timeout=10):
+def wait_child(pid, timeout=%d):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -252,7 +267,7 @@ def wait_child(pid, timeout=10):
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return "hung"
-"""
+""" % (FORK_CHILD_WATCHDOG, WAIT_CHILD)
 
 
 @needs_fork
@@ -452,3 +467,43 @@ def test_fork_inherited_work_ends_in_the_child(fast_impl):
     assert_clean(proc)
     assert proc.stdout.split("\n") == [
         "child 0", "parent ran it", "parent True [1, 2] True", ""]
+
+
+@needs_fork
+def test_fork_from_inside_a_job(impl):
+    # A job that calls os.fork(): in the child, the forking worker is the
+    # one thread left, still running that job.  The job returns there, its
+    # future is settled, and that worker keeps serving the child's pool (as
+    # the stdlib's does).  The parent is unaffected.
+    proc = run_python(impl, """
+        pool = Pool(1)
+        box = {}
+        ready = threading.Event()
+        def job():
+            ready.wait(5)
+            pid = fork()
+            if pid == 0:
+                me = threading.current_thread()
+                def check():
+                    try:
+                        ok = box["f"].result(5) == "child"
+                        ok = ok and pool.submit(threading.current_thread
+                                                ).result(5) is me
+                        ok = ok and pool.submit(abs, -3).result(5) == 3
+                        ok = ok and me in pool._threads
+                        os._exit(0 if ok else 3)
+                    except BaseException:
+                        traceback.print_exc()
+                        os._exit(4)
+                threading.Thread(target=check).start()
+                return "child"
+            return pid
+        box["f"] = pool.submit(job)
+        ready.set()
+        pid = box["f"].result(5)
+        print("child", wait_child(pid), flush=True)
+        print("parent", pool.submit(abs, -4).result(5), flush=True)
+        pool.shutdown(wait=True)
+    """, helpers=FORK_HELPERS)
+    assert_clean(proc)
+    assert proc.stdout.split("\n") == ["child 0", "parent 4", ""], proc.stdout

@@ -771,12 +771,13 @@ def test_ctrl_c(impl, script):
 
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork")
 
+# With run_python(..., watchdog_kind="alarm"): the child arms its own alarm.
 FORK_HELPERS = """
 import asyncio
 def fork():
-    faulthandler.cancel_dump_traceback_later()
     pid = os.fork()
-    faulthandler.dump_traceback_later(25, exit=True)
+    if pid == 0:
+        signal.alarm(25)
     return pid
 async def gather_run(pool, n, tag):
     loop = asyncio.get_running_loop()
@@ -833,7 +834,7 @@ marks = [l.split(":") for l in os.read(r, 65536).decode().split()]
 mine = sorted(int(i) for p, i in marks if int(p) == parent)
 print("parent marks", mine, flush=True)
 print("parent ok", flush=True)
-""")
+""", watchdog_kind="alarm")
     assert_clean_exit(proc)
     lines = proc.stdout.splitlines()
     assert "child ok" in lines, detail(proc)
@@ -889,7 +890,7 @@ os.close(w)
 marks = [l.split(":") for l in os.read(r, 65536).decode().split()]
 print("marks", sorted(int(i) for p, i in marks if int(p) == parent)
       == list(range(30)), len(marks), flush=True)
-""")
+""", watchdog_kind="alarm")
     assert_clean_exit(proc)
     assert proc.stdout.splitlines() == ["child exit 0", "marks True 30"], \
         detail(proc)
@@ -943,15 +944,15 @@ for t in ts:
     t.start()
 bad = 0
 for i in range(300):
-    faulthandler.cancel_dump_traceback_later()
+    signal.alarm(25)
     pid = os.fork()
     if pid == 0:
+        signal.alarm(25)
         if FAST:
             ok = (pools[0].submit(spin, 10).result(5) == 45 and
                   list(pools[1].map(spin, [10, 20])) == [45, 190])
             os._exit(0 if ok else 3)
         os._exit(0)
-    faulthandler.dump_traceback_later(25, exit=True)
     _, status = os.waitpid(pid, 0)
     bad += os.waitstatus_to_exitcode(status) != 0
 stop = True
@@ -959,7 +960,7 @@ for t in ts:
     t.join(20)
 print("forks done, bad children:", bad, flush=True)
 print([p.submit(abs, -3).result(10) for p in pools], flush=True)
-""", timeout=40, watchdog=35)
+""", timeout=40, watchdog=35, watchdog_kind="alarm")
     assert_clean_exit(proc)
     assert proc.stdout.splitlines() == ["forks done, bad children: 0",
                                         "[3, 3]"], detail(proc)
