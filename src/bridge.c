@@ -90,16 +90,15 @@ channel_traverse(fe_channel *ch, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(ch));
     Py_VISIT(ch->module);
-    /* Jobs are appended and taken with the GIL held, as traverse runs. */
-    if (pthread_mutex_trylock(&ch->mu) == 0) {
-        int rc = 0;
-        for (fe_job *j = ch->head; j != NULL && rc == 0; j = j->next)
-            rc = fe_job_traverse(j, visit, arg);
-        pthread_mutex_unlock(&ch->mu);
-        if (rc)
-            return rc;
-    }
-    return 0;
+    /* Jobs are appended and taken with the GIL held, as traverse runs, so
+     * the outbox is the same in every pass of a collection; the lock is
+     * never held by a thread waiting for the GIL. */
+    int rc = 0;
+    pthread_mutex_lock(&ch->mu);
+    for (fe_job *j = ch->head; j != NULL && rc == 0; j = j->next)
+        rc = fe_job_traverse(j, visit, arg);
+    pthread_mutex_unlock(&ch->mu);
+    return rc;
 }
 
 static int
@@ -205,6 +204,18 @@ channel_from_table(fe_state *st, PyObject *loop)
     return ch;
 }
 
+/* Clear an Exception raised by the loop's attribute access (a loop class
+ * may refuse attributes in its own way); 0 if it was something else
+ * (KeyboardInterrupt...), which is left set. */
+static int
+clear_attribute_error(void)
+{
+    if (!PyErr_ExceptionMatches(PyExc_Exception))
+        return 0;
+    PyErr_Clear();
+    return 1;
+}
+
 struct fe_channel *
 fe_channel_for_loop(fe_state *st, PyObject *loop)
 {
@@ -212,11 +223,11 @@ fe_channel_for_loop(fe_state *st, PyObject *loop)
     if (found != NULL) {
         if (Py_IS_TYPE(found, st->Channel_Type))
             return (fe_channel *)found;
-        Py_DECREF(found);   /* something else under our name: replace it */
+        /* Something else under our name: leave it alone. */
+        Py_DECREF(found);
+        return channel_from_table(st, loop);
     }
-    else if (PyErr_ExceptionMatches(PyExc_AttributeError))
-        PyErr_Clear();
-    else
+    if (!clear_attribute_error())
         return NULL;
     fe_channel *ch = channel_new(st);
     if (ch == NULL)
@@ -224,10 +235,8 @@ fe_channel_for_loop(fe_state *st, PyObject *loop)
     if (PyObject_SetAttr(loop, st->s_loop_channel, (PyObject *)ch) == 0)
         return ch;
     Py_DECREF(ch);
-    if (!PyErr_ExceptionMatches(PyExc_AttributeError) &&
-        !PyErr_ExceptionMatches(PyExc_TypeError))
+    if (!clear_attribute_error())
         return NULL;
-    PyErr_Clear();
     return channel_from_table(st, loop);
 }
 
@@ -371,8 +380,11 @@ fe_channel_post(fe_state *st, fe_job *job)
     if (need_wakeup) {
         fe_wakeup *w = PyObject_GC_New(fe_wakeup, st->Wakeup_Type);
         if (w == NULL) {
+            /* As a refused wakeup (below): reported, outbox kept. */
+            pthread_mutex_lock(&ch->mu);
+            ch->scheduled = 0;
+            pthread_mutex_unlock(&ch->mu);
             PyErr_WriteUnraisable(loop);
-            free_list(channel_take(ch));
         }
         else {
             w->chan = (fe_channel *)Py_NewRef((PyObject *)ch);

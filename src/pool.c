@@ -23,6 +23,8 @@ typedef struct fe_worker {
     struct fe_worker *all_prev, *all_next;  /* on the list of all workers */
     fe_job *current;              /* the job in its hands, or NULL: read by
                                      the child after fork (see there) */
+    int busy;                     /* counted in nrunning: from taking a job
+                                     to counting its outcome */
     int woken;                    /* set by the thread that popped it */
 } fe_worker;
 
@@ -362,21 +364,31 @@ ticket_byte(PyObject *ticket)
     return PyByteArray_AS_STRING(ticket);
 }
 
-/* A spawn is over (started or failed): let shutdown(wait=True) go on. */
-static void
+/* A spawn is over: let shutdown(wait=True) go on.  After a failure, decide
+ * in this one hold of the lock who owns the thread's count: returns 1 if the
+ * thread did start (it counted itself in: the spawner lists it), else gives
+ * the count back, unless the thread already did (it gave up itself). */
+static int
 spawn_done(fe_core *c, int failed, PyObject *ticket)
 {
+    int started = 0;
     pthread_mutex_lock(&c->mu);
-    if (failed && (ticket == NULL || ticket_byte(ticket)[0] != TICKET_STARTED)) {
-        /* The thread never ran (or will find the ticket abandoned and count
-         * itself): give its count back. */
-        if (ticket != NULL)
-            ticket_byte(ticket)[0] = TICKET_ABANDONED;
-        c->nthreads--;
+    if (failed) {
+        char state = ticket != NULL ? ticket_byte(ticket)[0] : TICKET_NEW;
+        if (state == TICKET_STARTED)
+            started = 1;
+        else if (state == TICKET_NEW) {
+            /* The thread has not run (if it ever does, it finds the ticket
+             * abandoned and leaves or counts itself: core_worker). */
+            if (ticket != NULL)
+                ticket_byte(ticket)[0] = TICKET_ABANDONED;
+            c->nthreads--;
+        }
     }
     if (--c->nspawning == 0)
         pthread_cond_broadcast(&c->spawn_cv);
     pthread_mutex_unlock(&c->mu);
+    return started;
 }
 
 /* List thread `t` in the executor's _threads, unless it already left
@@ -404,6 +416,7 @@ spawn_worker(fe_core *c)
     Py_ssize_t index;
     PyObject *name = NULL, *target = NULL, *kwargs = NULL, *args = NULL;
     PyObject *ticket = NULL, *t = NULL, *r = NULL;
+    int ticket_done = 0;
     pthread_mutex_lock(&c->mu);
     index = c->next_index++;
     pthread_mutex_unlock(&c->mu);
@@ -430,16 +443,13 @@ spawn_worker(fe_core *c)
     r = PyObject_CallMethodNoArgs(t, st->s_start);
     if (r == NULL) {
         /* If the thread did start, it is ours: list it, keep its count. */
-        int started;
-        pthread_mutex_lock(&c->mu);
-        started = ticket_byte(ticket)[0] == TICKET_STARTED;
-        pthread_mutex_unlock(&c->mu);
-        if (started) {
+        if (spawn_done(c, 1, ticket)) {
             PyObject *exc = fe_fetch_exception();
             list_thread(c, t);
             fe_raise(exc);
             Py_DECREF(exc);
         }
+        ticket_done = 1;
         goto error;
     }
     /* Listed once started, as the stdlib (shutdown() joins what is listed;
@@ -456,7 +466,8 @@ spawn_worker(fe_core *c)
     return 0;
 
 error:
-    spawn_done(c, 1, ticket);
+    if (!ticket_done)
+        (void)spawn_done(c, 1, ticket);
     Py_XDECREF(t);
     Py_XDECREF(kwargs);
     Py_XDECREF(args);
@@ -734,6 +745,7 @@ core_next_job(fe_core *c, fe_worker *w, int prev_done, int *idle_exit)
     pthread_mutex_lock(&c->mu);
     if (prev_done != DONE_NOTHING) {
         c->nrunning--;
+        w->busy = 0;
         if (prev_done == DONE_CANCELLED)
             c->cancelled++;
         else {
@@ -742,72 +754,79 @@ core_next_job(fe_core *c, fe_worker *w, int prev_done, int *idle_exit)
                 c->failed++;
         }
     }
-    /* Fast path: more work is queued; run it back to back, keeping the GIL. */
-    job = queue_pop(c);
-    if (job != NULL) {
-        w->current = job;
-        c->nrunning++;
-        pthread_mutex_unlock(&c->mu);
-        return job;
-    }
-    if (core_should_exit(c)) {
-        c->nthreads--;
-        pthread_mutex_unlock(&c->mu);
-        return NULL;
-    }
-    int spin = !c->spinning && c->spin_budget > 0;
-    if (spin)
-        c->spinning = 1;
-    pthread_mutex_unlock(&c->mu);
-
-    Py_BEGIN_ALLOW_THREADS
-    if (spin)
-        core_spin(c);
-    pthread_mutex_lock(&c->mu);
-    if (spin) {
-        /* Under the same lock as the pop below, so that a submit that saw
-         * `spinning` (and woke nobody) is sure to be seen here. */
-        c->spinning = 0;
-        core_adapt_spin(c, c->head != NULL);
-    }
     for (;;) {
+        /* Jobs leave the queue only here, with the GIL held: the garbage
+         * collector (which holds the GIL for a whole collection) then sees
+         * the same queue in each of its passes (see core_traverse).  When
+         * work is queued, a worker runs it back to back, keeping the GIL. */
         job = queue_pop(c);
         if (job != NULL) {
             w->current = job;
+            w->busy = 1;
             c->nrunning++;
-            break;
+            pthread_mutex_unlock(&c->mu);
+            return job;
         }
         if (core_should_exit(c)) {
             c->nthreads--;
-            break;
+            pthread_mutex_unlock(&c->mu);
+            return NULL;
         }
-        w->woken = 0;
-        idle_push(c, w);
-        int rc;
-        if (c->idle_timeout > 0) {
-            struct timespec deadline = fe_deadline(c->idle_timeout);
-            do {
-                rc = pthread_cond_timedwait(&w->cv, &c->mu, &deadline);
-            } while (!w->woken && rc == 0);
+        int spin = !c->spinning && c->spin_budget > 0;
+        int leave = 0;
+        if (spin)
+            c->spinning = 1;
+        pthread_mutex_unlock(&c->mu);
+
+        /* Wait for work without the GIL; take it (above) once we hold the
+         * GIL again: if another worker took it meanwhile, wait again. */
+        Py_BEGIN_ALLOW_THREADS
+        if (spin)
+            core_spin(c);
+        pthread_mutex_lock(&c->mu);
+        if (spin) {
+            /* Under the lock that submit takes, so that a submit that saw
+             * `spinning` (and woke nobody) is sure to be seen here. */
+            c->spinning = 0;
+            core_adapt_spin(c, c->head != NULL);
         }
-        else {
-            do {
-                rc = pthread_cond_wait(&w->cv, &c->mu);
-            } while (!w->woken && rc == 0);
-        }
-        if (!w->woken) {
-            /* Timed out (still on the stack: take ourselves off it). */
-            idle_remove(c, w);
-            if (c->head == NULL) {
+        while (c->head == NULL) {
+            if (core_should_exit(c)) {
                 c->nthreads--;
-                *idle_exit = 1;
+                leave = 1;
                 break;
             }
+            w->woken = 0;
+            idle_push(c, w);
+            int rc;
+            if (c->idle_timeout > 0) {
+                struct timespec deadline = fe_deadline(c->idle_timeout);
+                do {
+                    rc = pthread_cond_timedwait(&w->cv, &c->mu, &deadline);
+                } while (!w->woken && rc == 0);
+            }
+            else {
+                do {
+                    rc = pthread_cond_wait(&w->cv, &c->mu);
+                } while (!w->woken && rc == 0);
+            }
+            if (!w->woken) {
+                /* Timed out (still on the stack: take ourselves off it). */
+                idle_remove(c, w);
+                if (c->head == NULL) {
+                    c->nthreads--;
+                    *idle_exit = 1;
+                    leave = 1;
+                    break;
+                }
+            }
         }
+        pthread_mutex_unlock(&c->mu);
+        Py_END_ALLOW_THREADS
+        if (leave)
+            return NULL;
+        pthread_mutex_lock(&c->mu);
     }
-    pthread_mutex_unlock(&c->mu);
-    Py_END_ALLOW_THREADS
-    return job;
 }
 
 /* The initializer failed: break the pool, fail what is queued (as the
@@ -889,6 +908,7 @@ core_worker(fe_core *c, PyObject *ticket)
     }
     w.prev = w.next = NULL;
     w.current = NULL;
+    w.busy = 0;
     w.woken = 0;
     w.tid = pthread_self();
     /* On the list of all workers from the start (the initializer included),
@@ -896,7 +916,13 @@ core_worker(fe_core *c, PyObject *ticket)
     pthread_mutex_lock(&c->mu);
     if (ticket_byte(ticket)[0] == TICKET_ABANDONED) {
         /* Our spawner's start() failed and gave our count back, yet here
-         * we are: count ourselves, and list ourselves below. */
+         * we are.  If another thread took our place, leave; else count
+         * ourselves, and list ourselves below. */
+        if (c->nthreads >= c->max_workers) {
+            pthread_mutex_unlock(&c->mu);
+            pthread_cond_destroy(&w.cv);
+            Py_RETURN_NONE;
+        }
         c->nthreads++;
         self_listed = 1;
     }
@@ -1121,7 +1147,7 @@ fork_child(void)
         c->nidle = 0;
         c->spinning = 0;
         c->nthreads = survivor != NULL;
-        c->nrunning = survivor != NULL && survivor->current != NULL;
+        c->nrunning = survivor != NULL && survivor->busy;
         /* Threads that were being started are gone; so are the waiters of
          * spawn_cv, whose state is theirs: start it afresh. */
         c->nspawning = 0;
@@ -1253,18 +1279,17 @@ core_traverse(fe_core *c, visitproc visit, void *arg)
     Py_VISIT(c->threads);
     Py_VISIT(c->orphans);
     Py_VISIT(c->broken_msg);
-    /* trylock: the fork hooks hold mu while other Python code (and so a
-     * collection) may run in this thread.  Not visiting is safe: the GC then
-     * treats the queued objects as referenced from outside. */
-    if (pthread_mutex_trylock(&c->mu) == 0) {
-        int rc = 0;
-        for (fe_job *j = c->head; j != NULL && rc == 0; j = j->next)
-            rc = fe_job_traverse(j, visit, arg);
-        pthread_mutex_unlock(&c->mu);
-        if (rc)
-            return rc;
-    }
-    return 0;
+    /* The queued jobs.  The queue must look the same in every pass of a
+     * collection (else objects visited in one pass and not the next are
+     * taken for garbage, and finalized while still queued): it only changes
+     * with the GIL held, which the collector holds, and the lock is always
+     * taken (a holder never waits for the GIL: rule 2 of fastexec.h). */
+    int rc = 0;
+    pthread_mutex_lock(&c->mu);
+    for (fe_job *j = c->head; j != NULL && rc == 0; j = j->next)
+        rc = fe_job_traverse(j, visit, arg);
+    pthread_mutex_unlock(&c->mu);
+    return rc;
 }
 
 static int
@@ -1514,19 +1539,17 @@ static int
 mapiter_traverse(fe_mapiter *it, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(it));
-    /* The results not yet taken (a cycle may run through them).  Workers
-     * store them with the GIL held, as this runs; trylock as in
-     * core_traverse: not visiting is safe. */
+    /* The results not yet taken (a cycle may run through them).  They are
+     * stored and taken only with the GIL held, as this runs, so no lock is
+     * needed; none is taken, because the iterator's thread holds the batch
+     * mutex without the GIL while it waits, and a visit skipped in one pass
+     * of a collection and made in another would finalize live results. */
     fe_mapbatch *b = it->batch;
-    if (b != NULL && pthread_mutex_trylock(&b->mu) == 0) {
-        int rc = 0;
-        for (Py_ssize_t i = it->next; i < b->n && rc == 0; i++) {
+    if (b != NULL) {
+        for (Py_ssize_t i = it->next; i < b->n; i++) {
             if (b->values[i] != NULL && b->values[i] != it->st->CancelledError)
-                rc = visit(b->values[i], arg);
+                Py_VISIT(b->values[i]);
         }
-        pthread_mutex_unlock(&b->mu);
-        if (rc)
-            return rc;
     }
     return 0;
 }

@@ -507,3 +507,45 @@ def test_fork_from_inside_a_job(impl):
     """, helpers=FORK_HELPERS)
     assert_clean(proc)
     assert proc.stdout.split("\n") == ["child 0", "parent 4", ""], proc.stdout
+
+
+@needs_fork
+def test_fork_from_a_finalizer_after_a_job(fast_impl):
+    # fastexec only (stats): a job's argument whose __del__ forks, run on
+    # the worker as the job is released, after its outcome was delivered
+    # and before the worker came back for more.  In the child that worker
+    # finishes, and the counts end right: nothing running, one idle thread.
+    proc = run_python(fast_impl, """
+        pool = Pool(2)
+        reported = threading.Event()
+        codes = []
+        class ForkOnDel:
+            def __del__(self):
+                pid = fork()
+                if pid == 0:
+                    def check():
+                        deadline = time.monotonic() + 5
+                        while pool.stats()["idle"] != 1:
+                            if time.monotonic() > deadline:
+                                break
+                            time.sleep(0.005)
+                        s = pool.stats()
+                        ok = s["running"] == 0 and s["threads"] == 1
+                        if not ok:
+                            print("child stats", s, flush=True)
+                        os._exit(0 if ok else 3)
+                    threading.Thread(target=check).start()
+                    return
+                codes.append(wait_child(pid))
+                reported.set()
+        gate = threading.Event()
+        # The job holds the last reference once the caller let go (gate).
+        f = pool.submit(lambda arg: gate.wait(5), ForkOnDel())
+        gate.set()
+        assert f.result(5)
+        assert reported.wait(15)
+        print("child", codes[0], flush=True)
+        pool.shutdown(wait=True)
+    """, helpers=FORK_HELPERS)
+    assert_clean(proc)
+    assert proc.stdout.split("\n") == ["child 0", ""], proc.stdout
