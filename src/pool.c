@@ -46,6 +46,12 @@ typedef struct fe_core_s {
     int max_workers;
     int spinning;                 /* a worker is spinning for the next job */
     double spin_budget;           /* seconds it spins; adapts (see below) */
+    double empty_since;           /* when a worker found the queue empty;
+                                     0 once the next job came */
+    double gap_avg;               /* moving average of those gaps */
+    int gil_lag_ns;               /* how long a spinner that caught a job
+                                     waits before taking the GIL (atomic) */
+    int gil_fast_count;           /* GIL hand-offs without sleep in a row */
     int shutdown;                 /* no new work; workers leave when queue empty */
     int broken;                   /* an initializer failed */
     Py_ssize_t next_index;        /* suffix of the next thread's name */
@@ -502,6 +508,8 @@ raise_not_accepting(fe_core *c, int broken, int shutdown)
 /* Queue a job and see that a worker will run it: wake an idle one, or start
  * one if below max_workers.  On error the job is freed (if it never entered
  * the queue) and -1 returned. GIL held. */
+static void core_adapt_spin(fe_core *c);
+
 static int
 core_enqueue(fe_core *c, fe_job *job)
 {
@@ -514,6 +522,8 @@ core_enqueue(fe_core *c, fe_job *job)
         raise_not_accepting(c, broken, shutdown);
         return -1;
     }
+    if (c->head == NULL && c->empty_since > 0)
+        core_adapt_spin(c);
     queue_push(c, job);
     /* A spinning worker takes the first queued job without being woken. */
     if (c->spinning && c->nqueued == 1)
@@ -689,13 +699,17 @@ core_run_job(fe_core *c, fe_worker *w, fe_job *job)
 /* Spinning: a worker that just finished a job often gets the next one a few
  * tens of microseconds later (a sequential round trip: the loop wakes, reads
  * the result, submits again).  Sleeping on the condition variable would cost
- * a futex wake-up and a cross-core reschedule (~30 us here) each time, so one
- * worker at a time (never all: on 2 cores that slows everybody) polls the
- * queue, without the GIL, for up to spin_budget before it sleeps.  The budget
- * adapts: it doubles (up to SPIN_MAX) when the spin caught a job and halves
- * when it did not, so a pool whose work comes rarely soon stops spinning
- * (SPIN_MIN) and an idle pool burns no CPU. */
-#define SPIN_MAX 100e-6
+ * a futex wake-up and a cross-core reschedule (30-45 us measured here) each
+ * time, so one worker at a time (never all: on 2 cores that slows everybody)
+ * polls the queue, without the GIL, for up to spin_budget before it sleeps.
+ *
+ * The budget follows the pool's rhythm: each time a job arrives at an empty
+ * queue, the time since a worker found it empty (the gap) feeds a moving
+ * average, and the spin covers that average with a margin while it is below
+ * SPIN_MAX; work that comes more rarely gets SPIN_MIN, and an idle pool
+ * burns no CPU.  (Adapting on the spin's own success instead collapsed for
+ * good after a few misses: a budget that never catches never grows.) */
+#define SPIN_MAX 150e-6
 #define SPIN_MIN 2e-6
 
 static inline void
@@ -708,29 +722,82 @@ cpu_relax(void)
 #endif
 }
 
-static void
+/* Returns 1 if a job came while spinning. */
+static int
 core_spin(fe_core *c)
 {
     double end = fe_monotonic() + c->spin_budget;
     for (;;) {
         for (int i = 0; i < 64; i++) {
             if (__atomic_load_n(&c->nqueued, __ATOMIC_RELAXED) > 0)
-                return;
+                return 1;
             cpu_relax();
         }
         if (fe_monotonic() >= end)
-            return;
+            return 0;
     }
 }
 
-/* mu held. */
+/* The GIL hand-off.  A job caught by spinning was just queued by a thread
+ * that still holds the GIL (an event loop on its way back to its selector,
+ * which is where it lets the GIL go).  Asking for the GIL at once would put
+ * the spinner to sleep on the GIL's condition variable and cost a second
+ * wake-up (measured: one per round trip, ~40 us).  So the spinner first
+ * waits gil_lag_ns more, still spinning, and then learns from how long the
+ * GIL took: a wait that slept means the lag was too short (+2 us); sixteen
+ * that didn't let it shrink a little (-0.25 us).  Measured on a sequential
+ * round trip: the lag settles at 1-2 us and under 1% of the waits sleep
+ * (shrinking after every success instead: ~10% slept, each costing the
+ * ~40 us the lag is there to save). */
+#define GIL_LAG_MAX_NS 40000
+#define GIL_LAG_UP_NS 2000
+#define GIL_LAG_DOWN_NS 250
+#define GIL_LAG_DOWN_EVERY 16
+#define GIL_SLEPT 8e-6
+
 static void
-core_adapt_spin(fe_core *c, int caught)
+gil_lag_wait(fe_core *c)
 {
-    if (caught)
-        c->spin_budget = c->spin_budget * 2 > SPIN_MAX ? SPIN_MAX : c->spin_budget * 2;
-    else
-        c->spin_budget = c->spin_budget / 2 < SPIN_MIN ? SPIN_MIN : c->spin_budget / 2;
+    int lag = __atomic_load_n(&c->gil_lag_ns, __ATOMIC_RELAXED);
+    if (lag <= 0)
+        return;
+    double end = fe_monotonic() + lag * 1e-9;
+    while (fe_monotonic() < end) {
+        for (int i = 0; i < 16; i++)
+            cpu_relax();
+    }
+}
+
+/* GIL held (so one worker at a time updates the lag). */
+static void
+gil_lag_learn(fe_core *c, double took)
+{
+    int lag = __atomic_load_n(&c->gil_lag_ns, __ATOMIC_RELAXED);
+    if (took > GIL_SLEPT) {
+        lag += GIL_LAG_UP_NS;
+        if (lag > GIL_LAG_MAX_NS)
+            lag = GIL_LAG_MAX_NS;
+        c->gil_fast_count = 0;
+    }
+    else if (++c->gil_fast_count >= GIL_LAG_DOWN_EVERY) {
+        c->gil_fast_count = 0;
+        lag = lag > GIL_LAG_DOWN_NS ? lag - GIL_LAG_DOWN_NS : 0;
+    }
+    __atomic_store_n(&c->gil_lag_ns, lag, __ATOMIC_RELAXED);
+}
+
+/* A job arrives at an empty queue: learn the gap.  mu held. */
+static void
+core_adapt_spin(fe_core *c)
+{
+    double gap = fe_monotonic() - c->empty_since;
+    c->empty_since = 0;
+    if (gap > 10 * SPIN_MAX)
+        gap = 10 * SPIN_MAX;    /* one long pause weighs like a few */
+    c->gap_avg = c->gap_avg > 0 ? 0.75 * c->gap_avg + 0.25 * gap : gap;
+    double budget = 1.5 * c->gap_avg + 5e-6;
+    c->spin_budget = c->gap_avg > SPIN_MAX ? SPIN_MIN
+                     : budget > SPIN_MAX ? SPIN_MAX : budget;
 }
 
 /* Take the next job, waiting for one without the GIL.  Counts the previous
@@ -772,8 +839,11 @@ core_next_job(fe_core *c, fe_worker *w, int prev_done, int *idle_exit)
             pthread_mutex_unlock(&c->mu);
             return NULL;
         }
+        if (c->empty_since == 0)
+            c->empty_since = fe_monotonic();
         int spin = !c->spinning && c->spin_budget > 0;
-        int leave = 0;
+        int leave = 0, caught = 0;
+        double gil_asked = 0;
         if (spin)
             c->spinning = 1;
         pthread_mutex_unlock(&c->mu);
@@ -781,14 +851,15 @@ core_next_job(fe_core *c, fe_worker *w, int prev_done, int *idle_exit)
         /* Wait for work without the GIL; take it (above) once we hold the
          * GIL again: if another worker took it meanwhile, wait again. */
         Py_BEGIN_ALLOW_THREADS
-        if (spin)
-            core_spin(c);
+        if (spin && core_spin(c)) {
+            caught = 1;
+            gil_lag_wait(c);
+        }
         pthread_mutex_lock(&c->mu);
         if (spin) {
             /* Under the lock that submit takes, so that a submit that saw
              * `spinning` (and woke nobody) is sure to be seen here. */
             c->spinning = 0;
-            core_adapt_spin(c, c->head != NULL);
         }
         while (c->head == NULL) {
             if (core_should_exit(c)) {
@@ -822,7 +893,11 @@ core_next_job(fe_core *c, fe_worker *w, int prev_done, int *idle_exit)
             }
         }
         pthread_mutex_unlock(&c->mu);
+        if (caught)
+            gil_asked = fe_monotonic();
         Py_END_ALLOW_THREADS
+        if (caught)
+            gil_lag_learn(c, fe_monotonic() - gil_asked);
         if (leave)
             return NULL;
         pthread_mutex_lock(&c->mu);
