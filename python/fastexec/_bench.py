@@ -646,6 +646,16 @@ def ideal_sleep_ms(n):
     return n * SLEEP_SECONDS / SLEEP_WORKERS * 1e3
 
 
+def measure_one_sleep_ms(count=200):
+    """What one time.sleep(SLEEP_SECONDS) really takes here, in ms: the
+    kernel's timer slack and wake-up latency come on top of the request, so
+    even a pool with no overhead at all can't reach the ideal."""
+    t0 = perf_counter()
+    for _ in range(count):
+        time.sleep(SLEEP_SECONDS)
+    return (perf_counter() - t0) / count * 1e3
+
+
 class Target:
     """A goal for the fast path, checked on the medians.
 
@@ -881,7 +891,7 @@ def print_table(results, out):
     out("spread: (max - min) / median over the counted rounds.")
 
 
-def print_workloads(workloads, sizes, seconds, out):
+def print_workloads(workloads, sizes, seconds, out, one_sleep_ms=None):
     out("")
     out("workloads (N, workers, seconds the workload took in all):")
     width = max([len(w.title) for w in workloads] or [0])
@@ -890,6 +900,13 @@ def print_workloads(workloads, sizes, seconds, out):
             w.title.ljust(width), "{:,}".format(sizes[w.key]),
             w.max_workers or _default_max_workers(),
             seconds.get(w.key, 0.0), w.description))
+    if one_sleep_ms is not None and "sleep" in sizes:
+        n = sizes["sleep"]
+        floor = n * one_sleep_ms / SLEEP_WORKERS
+        out("  (one time.sleep(%g) takes %.3f ms here, so even with no "
+            "overhead the sleep workload takes %.2f ms, %.2f%s ideal)"
+            % (SLEEP_SECONDS, one_sleep_ms, floor, floor / ideal_sleep_ms(n),
+               X))
 
 
 def evaluate_targets(results):
@@ -911,10 +928,11 @@ def print_targets(evaluated, out):
 
 
 def write_json(path, info, args, rounds, sizes, seconds, env, results,
-               evaluated):
+               evaluated, one_sleep_ms=None):
     data = {
         "meta": dict(info, mode="quick" if args.quick else "full",
                      rounds=rounds, warmup_rounds=1, sizes=sizes,
+                     one_sleep_ms=one_sleep_ms,
                      workload_seconds=seconds,
                      default_max_workers=_default_max_workers(),
                      versions=env.versions(),
@@ -1075,6 +1093,8 @@ def main(argv=None, prog=None):
         progress = Progress(sum(len(cs) * (w.rounds_for(rounds) + 1)
                                 for w, cs in plan),
                             enabled=not args.no_progress)
+        one_sleep_ms = (measure_one_sleep_ms() if "sleep" in sizes
+                        else None)
         results = []
         seconds = {}
         try:
@@ -1089,13 +1109,13 @@ def main(argv=None, prog=None):
         os.unlink(stat_path)
 
     print_table(results, out)
-    print_workloads(workloads, sizes, seconds, out)
+    print_workloads(workloads, sizes, seconds, out, one_sleep_ms)
     evaluated = evaluate_targets(results)
     print_targets(evaluated, out)
 
     if args.json:
         write_json(args.json, info, args, rounds, sizes, seconds, env,
-                   results, evaluated)
+                   results, evaluated, one_sleep_ms)
         out("")
         out("wrote %s" % args.json)
     if args.plot:
