@@ -13,6 +13,24 @@ get_state(PyObject *module)
     return (fe_state *)st;
 }
 
+fe_state *
+fe_state_of_type(PyTypeObject *tp, const char *what)
+{
+    /* Walk up from a Python subclass to the first heap type that has a
+     * module: one of ours. */
+    while (tp != NULL) {
+        if (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) {
+            PyObject *m = PyType_GetModule(tp);
+            if (m != NULL)
+                return PyModule_GetState(m);
+            PyErr_Clear();
+        }
+        tp = tp->tp_base;
+    }
+    PyErr_SetString(PyExc_TypeError, what);
+    return NULL;
+}
+
 static PyObject *
 set_interpreter_shutdown(PyObject *module, PyObject *Py_UNUSED(ignored))
 {

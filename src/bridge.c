@@ -357,6 +357,51 @@ static PyType_Spec wakeup_spec = {
     .slots = wakeup_slots,
 };
 
+/* Schedule a Wakeup on the loop; the caller set ch->scheduled for it. */
+static void
+channel_schedule(fe_state *st, fe_channel *ch, PyObject *loop)
+{
+    fe_wakeup *w = PyObject_GC_New(fe_wakeup, st->Wakeup_Type);
+    if (w == NULL) {
+        /* As a refused wakeup (below): reported, outbox kept. */
+        pthread_mutex_lock(&ch->mu);
+        ch->scheduled = 0;
+        pthread_mutex_unlock(&ch->mu);
+        PyErr_WriteUnraisable(loop);
+        return;
+    }
+    w->chan = (fe_channel *)Py_NewRef((PyObject *)ch);
+    w->fired = 0;
+    PyObject_GC_Track(w);
+    PyObject *r = PyObject_CallMethodOneArg(loop, st->s_call_soon_threadsafe,
+                                            (PyObject *)w);
+    if (r == NULL) {
+        /* A closed loop refuses (RuntimeError): its outbox is dropped
+         * quietly when `w` goes, below.  Anything else (a MemoryError, a
+         * KeyboardInterrupt in the main thread) is reported, and the outbox
+         * is kept for the next outcome to schedule again: nothing is lost. */
+        int closed = 0;
+        PyObject *exc = fe_fetch_exception();
+        PyObject *c = PyObject_CallMethodNoArgs(loop, st->s_is_closed);
+        if (c != NULL)
+            closed = PyObject_IsTrue(c) == 1;
+        else
+            PyErr_Clear();
+        Py_XDECREF(c);
+        if (!closed) {
+            w->fired = 1;   /* its dealloc must not drop the outbox */
+            pthread_mutex_lock(&ch->mu);
+            ch->scheduled = 0;
+            pthread_mutex_unlock(&ch->mu);
+            fe_raise(exc);
+            PyErr_WriteUnraisable(loop);
+        }
+        Py_DECREF(exc);
+    }
+    Py_XDECREF(r);
+    Py_DECREF(w);   /* if the loop is closed, this drops the outbox */
+}
+
 void
 fe_channel_post(fe_state *st, fe_job *job)
 {
@@ -377,49 +422,8 @@ fe_channel_post(fe_state *st, fe_job *job)
     ch->scheduled = 1;
     pthread_mutex_unlock(&ch->mu);
 
-    if (need_wakeup) {
-        fe_wakeup *w = PyObject_GC_New(fe_wakeup, st->Wakeup_Type);
-        if (w == NULL) {
-            /* As a refused wakeup (below): reported, outbox kept. */
-            pthread_mutex_lock(&ch->mu);
-            ch->scheduled = 0;
-            pthread_mutex_unlock(&ch->mu);
-            PyErr_WriteUnraisable(loop);
-        }
-        else {
-            w->chan = (fe_channel *)Py_NewRef((PyObject *)ch);
-            w->fired = 0;
-            PyObject_GC_Track(w);
-            PyObject *r = PyObject_CallMethodOneArg(loop, st->s_call_soon_threadsafe,
-                                                    (PyObject *)w);
-            if (r == NULL) {
-                /* A closed loop refuses (RuntimeError): its outbox is
-                 * dropped quietly when `w` goes, below.  Anything else (a
-                 * MemoryError, a KeyboardInterrupt in the main thread) is
-                 * reported, and the outbox is kept for the next outcome to
-                 * schedule again: nothing is lost. */
-                int closed = 0;
-                PyObject *exc = fe_fetch_exception();
-                PyObject *c = PyObject_CallMethodNoArgs(loop, st->s_is_closed);
-                if (c != NULL)
-                    closed = PyObject_IsTrue(c) == 1;
-                else
-                    PyErr_Clear();
-                Py_XDECREF(c);
-                if (!closed) {
-                    w->fired = 1;   /* its dealloc must not drop the outbox */
-                    pthread_mutex_lock(&ch->mu);
-                    ch->scheduled = 0;
-                    pthread_mutex_unlock(&ch->mu);
-                    fe_raise(exc);
-                    PyErr_WriteUnraisable(loop);
-                }
-                Py_DECREF(exc);
-            }
-            Py_XDECREF(r);
-            Py_DECREF(w);   /* if the loop is closed, this drops the outbox */
-        }
-    }
+    if (need_wakeup)
+        channel_schedule(st, ch, loop);
     Py_DECREF(loop);
     Py_DECREF(ch);
 }

@@ -99,6 +99,10 @@ fe_job *fe_job_new(void);
 void fe_job_free(fe_job *job);
 int fe_job_traverse(fe_job *job, visitproc visit, void *arg);
 
+/* Module (_fastexec.c).  The module state of one of our types, found from
+ * `tp`, which may be a Python subclass of it (TypeError `what` if none). */
+fe_state *fe_state_of_type(PyTypeObject *tp, const char *what);
+
 /* Bridge (bridge.c). */
 int fe_bridge_init_types(PyObject *module, fe_state *st);
 /* The outbox of `loop`, created on first use; a new reference. */

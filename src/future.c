@@ -148,23 +148,6 @@ fut_ensure_list(PyObject **slot)
     return 0;
 }
 
-/* The module state, found through our type (self may be a subclass). */
-static fe_state *
-fut_find_state(PyTypeObject *tp)
-{
-    while (tp != NULL) {
-        if (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) {
-            PyObject *m = PyType_GetModule(tp);
-            if (m != NULL)
-                return PyModule_GetState(m);
-            PyErr_Clear();
-        }
-        tp = tp->tp_base;
-    }
-    PyErr_SetString(PyExc_TypeError, "not a fastexec Future");
-    return NULL;
-}
-
 /* A new, pending future of `type`.  Every field is valid from allocation
  * on, so a subclass whose __init__ doesn't call ours (or Future.__new__
  * alone) is still a pending future, never a crash. */
@@ -194,7 +177,7 @@ fe_future_new(fe_state *st)
 static PyObject *
 fut_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    fe_state *st = fut_find_state(type);
+    fe_state *st = fe_state_of_type(type, "not a fastexec Future");
     if (st == NULL)
         return NULL;
     return fut_alloc(st, type);

@@ -1684,23 +1684,6 @@ static PyType_Spec mapiter_spec = {
 
 /* ------------------------------------------------------------ the pool */
 
-static fe_state *
-pool_state(PyObject *self)
-{
-    /* Py_TYPE(self) may be a Python subclass: find our base in the MRO. */
-    PyTypeObject *tp = Py_TYPE(self);
-    while (tp != NULL) {
-        if (tp->tp_flags & Py_TPFLAGS_HEAPTYPE) {
-            PyObject *m = PyType_GetModule(tp);
-            if (m != NULL)
-                return PyModule_GetState(m);
-            PyErr_Clear();
-        }
-        tp = tp->tp_base;
-    }
-    PyErr_SetString(PyExc_TypeError, "not a fastexec pool");
-    return NULL;
-}
 
 static PyObject *
 pool_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -1708,7 +1691,7 @@ pool_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     fe_pool *self = (fe_pool *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    fe_state *st = pool_state((PyObject *)self);
+    fe_state *st = fe_state_of_type(Py_TYPE(self), "not a fastexec pool");
     if (st == NULL) {
         Py_DECREF(self);
         return NULL;

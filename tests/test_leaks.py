@@ -320,6 +320,9 @@ def test_cancel_before_start(loop):
     try:
         probe("cancel before start", lambda n: loop.run_until_complete(go(n)),
               [job, ARG, KWARG, RES, pool, loop])
+        # (A worker counts a job as finished when it comes back for the
+        # next one: once shutdown() has joined them, all have.)
+        pool.shutdown(wait=True)
         stats = pool.stats()
         assert stats["queued"] == 0 and stats["running"] == 0, stats
     finally:
