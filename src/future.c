@@ -515,7 +515,8 @@ static PyObject *
 fut_get_value(PyObject *self, void *closure)
 {
     PyObject *v = *value_field(self, closure);
-    /* NULL only once a collection cleared the future (tp_clear). */
+    /* NULL once a collection cleared the future, or the raw member was
+     * deleted. */
     return Py_NewRef(v != NULL ? v : Py_None);
 }
 
@@ -527,7 +528,8 @@ fut_set_value(PyObject *self, PyObject *value, void *closure)
                      closure ? "_exception" : "_result");
         return -1;
     }
-    Py_SETREF(*value_field(self, closure), Py_NewRef(value));
+    /* X: the raw member behind it may have been deleted. */
+    Py_XSETREF(*value_field(self, closure), Py_NewRef(value));
     return 0;
 }
 

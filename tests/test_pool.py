@@ -1959,6 +1959,9 @@ def test_future_type_used_directly_never_crashes(FastPool):
     # the future leaves its C fast paths and the stdlib's code reports.
     k = fastexec.Future()
     del k._fastexec_result
+    assert k._result is None
+    k._result = "set through the property"
+    del k._fastexec_result
     k.set_result(None)
     assert k.result(0) is None
     m = fastexec.Future()
