@@ -148,10 +148,10 @@ static PyObject *
 weakref_target(PyObject *ref)
 {
 #if PY_VERSION_HEX >= 0x030D0000
-    PyObject *obj;
+    PyObject *obj;      /* NULL on error or once dead */
     if (PyWeakref_GetRef(ref, &obj) < 0)
         PyErr_Clear();  /* not a weakref: cannot happen (our own table) */
-    return obj == NULL ? NULL : obj;
+    return obj;
 #else
     PyObject *obj = PyWeakref_GetObject(ref);
     if (obj == NULL) {

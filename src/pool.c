@@ -412,6 +412,19 @@ list_thread(fe_core *c, PyObject *t)
         PyErr_WriteUnraisable(c->threads);
 }
 
+/* List the calling thread (a worker that its spawner could not list). */
+static void
+list_current_thread(fe_core *c)
+{
+    PyObject *me = PyObject_CallNoArgs(c->st->current_thread);
+    if (me == NULL) {
+        PyErr_WriteUnraisable((PyObject *)c);
+        return;
+    }
+    list_thread(c, me);
+    Py_DECREF(me);
+}
+
 /* Start one worker thread (a threading.Thread running core._worker).  Called
  * with the GIL, without mu, after nthreads and nspawning were raised for it;
  * lowers nspawning (and nthreads if no thread runs) whatever happens. */
@@ -1008,12 +1021,8 @@ core_worker(fe_core *c, PyObject *ticket)
         c->all->all_prev = &w;
     c->all = &w;
     pthread_mutex_unlock(&c->mu);
-    if (self_listed) {
-        PyObject *me = PyObject_CallNoArgs(st->current_thread);
-        if (me == NULL || PySet_Add(c->threads, me) < 0)
-            PyErr_WriteUnraisable((PyObject *)c);
-        Py_XDECREF(me);
-    }
+    if (self_listed)
+        list_current_thread(c);
 
     if (c->initializer != NULL) {
         PyObject *r = PyObject_Call(c->initializer, c->initargs, NULL);
@@ -1281,13 +1290,8 @@ core_after_fork_child(fe_core *c, PyObject *Py_UNUSED(ignored))
     pthread_mutex_unlock(&c->mu);
     if (c->threads != NULL) {
         PySet_Clear(c->threads);
-        if (survivor) {
-            /* This thread, a worker of this pool, called fork(). */
-            PyObject *me = PyObject_CallNoArgs(c->st->current_thread);
-            if (me == NULL || PySet_Add(c->threads, me) < 0)
-                PyErr_WriteUnraisable((PyObject *)c);
-            Py_XDECREF(me);
-        }
+        if (survivor)
+            list_current_thread(c);   /* this worker called fork() */
     }
 
     PyObject *err = NULL;
@@ -1683,7 +1687,6 @@ static PyType_Spec mapiter_spec = {
 };
 
 /* ------------------------------------------------------------ the pool */
-
 
 static PyObject *
 pool_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
