@@ -321,11 +321,26 @@ def test_shutdown_cancel_futures_under_load(pools, impl):
         ran.append(i)
         return i
 
+    # The 4 workers are held until all is queued (the stdlib's workers keep
+    # up with its slower submit, and could otherwise run everything before
+    # the shutdown: seen once on 3.9), then let go just before the shutdown,
+    # so that it races with workers taking jobs.
+    gate = threading.Event()
+    held = threading.Barrier(5)
+
+    def hold():
+        held.wait(WAIT)
+        gate.wait(WAIT)
+
+    blockers = [pool.submit(hold) for _ in range(4)]
+    held.wait(WAIT)
     dc = DoneCounter()
     futs = [dc.watch(pool.submit(job, i)) for i in range(n)]
+    gate.set()
     pool.shutdown(wait=False, cancel_futures=True)
     assert dc.wait(), "not every future called back: %d/%d" % (dc.total, n)
     pool.shutdown(wait=True)
+    assert all(b.result(0) is None for b in blockers)
     calls = dc.calls
 
     assert len(ran) == len(set(ran)), "a job ran twice"
