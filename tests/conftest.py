@@ -11,6 +11,12 @@ fastexec-only features (``idle_timeout``, ``stats()``, fork-safety) use the
 ``FastPool`` fixture, whose only parameter is ``fastexec``; select either half
 with ``-k stdlib`` / ``-k fastexec``.
 
+``new_pool``, ``new_fast_pool`` and ``pools`` (fastexec, or any
+implementation with ``pools.of(impl, ...)``) are one tracker: whatever the
+test did, its pools are shut down and their threads joined at teardown.
+Helpers that are not fixtures (``WAIT``, ``wait_until``, ``run_python``...)
+are in ``support.py``.
+
 If ``import fastexec`` fails, the fastexec-parametrized tests *fail* (they are
 not skipped: a broken build must not look like a green suite).
 """
@@ -20,10 +26,7 @@ import threading
 
 import pytest
 
-# How long a test waits for something that should happen at once.  Generous
-# (the machine is shared), but bounded, so a bug shows as a failure and not as
-# a hang.
-WAIT = 10.0
+from support import WAIT
 
 IMPLEMENTATIONS = ["stdlib", "fastexec"]
 
@@ -68,8 +71,12 @@ def FastPool(fast_impl):
     return pool_class(fast_impl)
 
 
-class _Tracker:
+class PoolTracker:
     """Make pools and gates that are cleaned up whatever the test did.
+
+    ``tracker(*args, **kwargs)`` makes a pool of the tracker's class;
+    ``tracker.of(impl, *args, **kwargs)`` one of implementation ``impl``
+    ('stdlib' or 'fastexec'); ``tracker.gate()`` an Event.
 
     Teardown sets every gate first (so no worker stays blocked), then shuts
     every pool down with cancel_futures=True and joins its threads with a
@@ -82,7 +89,12 @@ class _Tracker:
         self.gates = []
 
     def __call__(self, *args, **kwargs):
-        pool = self.cls(*args, **kwargs)
+        return self._track(self.cls(*args, **kwargs))
+
+    def of(self, impl, *args, **kwargs):
+        return self._track(pool_class(impl)(*args, **kwargs))
+
+    def _track(self, pool):
         self.pools.append(pool)
         return pool
 
@@ -113,7 +125,7 @@ class _Tracker:
 def new_pool(Pool):
     """Factory: ``new_pool(*args, **kwargs)`` makes a ``Pool`` that is shut
     down at teardown; ``new_pool.gate()`` makes an Event set at teardown."""
-    tracker = _Tracker(Pool)
+    tracker = PoolTracker(Pool)
     yield tracker
     tracker.close()
 
@@ -121,7 +133,16 @@ def new_pool(Pool):
 @pytest.fixture
 def new_fast_pool(FastPool):
     """Like ``new_pool``, for fastexec only."""
-    tracker = _Tracker(FastPool)
+    tracker = PoolTracker(FastPool)
+    yield tracker
+    tracker.close()
+
+
+@pytest.fixture
+def pools():
+    """Like ``new_fast_pool`` without the ``fast_impl`` parameter (for the
+    fastexec-only modules); ``pools.of(impl, ...)`` makes either kind."""
+    tracker = PoolTracker(pool_class("fastexec"))
     yield tracker
     tracker.close()
 

@@ -1,4 +1,4 @@
-"""Calibrate test_leaks.py's tolerances: the same harness (rel_util.LeakProbe,
+"""Calibrate test_leaks.py's tolerances: the same harness (support.LeakProbe,
 same counts, same chunking) on the stdlib and on fastexec, side by side.
 
     python tests/rel_leak_calibrate.py [stdlib|fastexec|both] [N]
@@ -12,7 +12,7 @@ import concurrent.futures
 import sys
 import threading
 
-from rel_util import LeakProbe
+from support import LeakProbe
 
 CHUNK = 2_000
 

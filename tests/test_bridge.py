@@ -29,7 +29,6 @@ import operator
 import os
 import sys
 import threading
-import time
 import traceback
 import warnings
 import weakref
@@ -43,14 +42,13 @@ ORIG_TO_THREAD = asyncio.to_thread
 ORIG_THREADS_TO_THREAD = asyncio.threads.to_thread
 
 import fastexec  # noqa: E402
+from support import WAIT, wait_until  # noqa: E402
 
 cf = concurrent.futures
 
 pytestmark = pytest.mark.timeout(30)
 
 # How long anything that should happen at once may take (shared machine).
-WAIT = 10.0
-
 COROUTINE_MSG = "coroutines cannot be used with run_in_executor()"
 EXECUTOR_SHUTDOWN_MSG = "Executor shutdown has been called"
 
@@ -95,16 +93,6 @@ def logged(caplog):
     DEBUG when created)."""
     return ["%s %s: %s" % (r.name, r.levelname, r.getMessage())
             for r in caplog.records if r.levelno >= logging.INFO]
-
-
-def wait_until(predicate, timeout=WAIT, interval=0.005):
-    """Poll *predicate* (for pool counters, which no event announces)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 def thread_name():
@@ -190,45 +178,6 @@ def loop(loop_factory, loop_errors):
     if loop_errors:
         pytest.fail("the loop's exception handler was called: %r"
                     % (loop_errors,), pytrace=False)
-
-
-class _Pools:
-    """Make fastexec pools and gates that are cleaned up whatever happened."""
-
-    def __init__(self):
-        self.pools = []
-        self.gates = []
-
-    def __call__(self, *args, **kwargs):
-        pool = fastexec.ThreadPoolExecutor(*args, **kwargs)
-        self.pools.append(pool)
-        return pool
-
-    def gate(self):
-        ev = threading.Event()
-        self.gates.append(ev)
-        return ev
-
-    def close(self):
-        for ev in self.gates:
-            ev.set()
-        stuck = []
-        for pool in self.pools:
-            pool.shutdown(wait=False, cancel_futures=True)
-            for t in list(pool._threads):
-                t.join(WAIT)
-                if t.is_alive():
-                    stuck.append(t)
-        if stuck:
-            pytest.fail("pool threads still alive after shutdown: %r" % stuck,
-                        pytrace=False)
-
-
-@pytest.fixture
-def pools():
-    tracker = _Pools()
-    yield tracker
-    tracker.close()
 
 
 @pytest.fixture

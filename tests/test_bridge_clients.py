@@ -13,33 +13,20 @@
 import asyncio
 import concurrent.futures
 import threading
-import time
 
 import pytest
 
 import fastexec
+from support import WAIT, wait_until
 
-aiofiles = pytest.importorskip("aiofiles")
+pytest.importorskip("aiofiles")
 import aiofiles.os  # noqa: E402
 
 cf = concurrent.futures
 
 pytestmark = pytest.mark.timeout(30)
 
-WAIT = 10.0
-
 TEXT = "fastexec and aiofiles\n" * 200
-
-
-def wait_until(predicate, timeout=WAIT, interval=0.005):
-    """Poll *predicate*: a pool's counters are updated when a worker comes
-    back for more work, just after the outcome was delivered."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 def idle_stats(pool):

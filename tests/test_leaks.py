@@ -14,7 +14,7 @@ that
   a class holds a reference to it) and the pool is back where it was.
 
 Calibration (python3.11, this 2-core machine, the same harness
-rel_util.LeakProbe and counts; stdlib: ``python tests/rel_leak_calibrate.py
+support.LeakProbe and counts; stdlib: ``python tests/rel_leak_calibrate.py
 stdlib``; fastexec: this file run with ``-s``, which prints every figure, at
 commit 0f0f3fd, with its C Future).  RSS delta over 200,000 calls after a
 50,000-call warm-up / traced-memory delta over 200,000 calls:
@@ -36,7 +36,7 @@ figure is held to 2 MB; the messages show all four.  The stdlib's ``map`` of
 200,000 items at once grows RSS by ~100 MB just from the peak of 200,000
 live futures, which glibc keeps; so every path here works in chunks of
 2,000-10,000 calls and the warm-up reaches the same peak first.  Refcounts
-are read after ``rel_util.quiesce`` (each worker has taken a new job): a
+are read after ``support.quiesce`` (each worker has taken a new job): a
 worker completes a job's future before it drops fn and args, as the
 stdlib's does.
 
@@ -53,7 +53,7 @@ import threading
 import pytest
 
 import fastexec
-from rel_util import LeakProbe, quiesce
+from support import LeakProbe, quiesce
 
 N = 200_000
 WARM = 50_000

@@ -30,7 +30,7 @@ import weakref
 
 import pytest
 
-from conftest import WAIT
+from support import WAIT, wait_until
 
 cf = concurrent.futures
 BrokenThreadPool = concurrent.futures.thread.BrokenThreadPool
@@ -45,17 +45,6 @@ def expected_default_max_workers():
     count_fn = getattr(os, "process_cpu_count", None)
     count = (count_fn() if count_fn is not None else None) or os.cpu_count()
     return min(32, (count or 1) + 4)
-
-
-def wait_until(predicate, timeout=WAIT, interval=0.005):
-    """Poll ``predicate`` (for state no Event announces); True if it held."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
 
 
 class Blocker:
@@ -534,7 +523,7 @@ def test_job_arguments_and_results_are_released(new_pool):
     refs = [weakref.ref(o) for o in (arg, kwarg, result)]
 
     def job(a, k=None):
-        return result
+        return result  # noqa: F821 (deleted below, after the only call)
 
     fn_ref = weakref.ref(job)
     f = pool.submit(job, arg, k=kwarg)
@@ -784,7 +773,7 @@ def test_map_result_in_a_reference_cycle_is_collected(new_pool):
     # iterator: a cycle the garbage collector must free.
     pool = new_pool(1)
     box = Payload()
-    it = pool.map(lambda x: box, [1])
+    it = pool.map(lambda x: box, [1])  # noqa: F821 (box: deleted below)
     pool.submit(id, None).result(WAIT)  # one worker, FIFO: the call is done
     box.it = it
     ref = weakref.ref(box)
@@ -1218,7 +1207,7 @@ def test_shutdown_wait_while_a_worker_is_starting(Pool):
     # start() has returned can't be joined: "cannot join thread before it
     # is started").  Many short rounds, since the window is narrow.
     failures = []
-    for trial in range(40):
+    for _ in range(40):
         pool = Pool(1)
         cond = threading.Condition()
         count = [0]
@@ -1345,7 +1334,7 @@ def test_context_manager_does_not_swallow(Pool):
     with pytest.raises(ZeroDivisionError):
         with Pool(1) as pool:
             pool.submit(id, None).result(WAIT)
-            1 / 0
+            1 / 0  # noqa: B018
     with pytest.raises(RuntimeError):
         pool.submit(id, None)
 

@@ -1,12 +1,17 @@
-"""Helpers shared by the reliability tests (test_leaks, test_reliability,
-test_storm).  Not a test module.
+"""Helpers shared by the test modules (not a test module itself).
 
+* ``WAIT``: how long a test waits for something that should happen at once.
+* ``wait_until(predicate)``: poll for state no event announces.
 * ``rss_bytes()``: the resident set size, from /proc/self/statm.
 * ``LeakProbe``: warm-up, then N calls, then compare RSS, tracemalloc's
   current traced memory and the refcounts of the objects involved.
+* ``quiesce(pool)``: return once every worker is done with its last job.
 * ``run_python(code)``: run ``sys.executable -c code`` with a faulthandler
   watchdog (a hang in the child dumps every thread's stack and exits instead
-  of stalling the suite) and return the CompletedProcess.
+  of stalling the suite) and return the CompletedProcess;
+  ``assert_clean_exit(proc)`` checks it; ``POOL_IMPORTS`` and
+  ``FORK_HELPERS`` are code for such scripts; ``needs_fork`` marks the tests
+  that fork.
 """
 
 import gc
@@ -15,9 +20,31 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import tracemalloc
 
+import pytest
+
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+# How long a test waits for something that should happen at once.  Generous
+# (the machine may be shared and loaded), but bounded, so that a bug shows as
+# a failure and not as a hang.
+WAIT = 30.0
+
+
+def wait_until(predicate, timeout=WAIT, interval=0.005):
+    """Poll ``predicate`` (for state no Event announces, such as a pool's
+    counters, updated when a worker comes back for more work just after the
+    outcome was delivered); True if it held within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)
 
 # Tolerances for the leak tests (see test_leaks.py's docstring for the
 # figures they were calibrated against).
@@ -25,13 +52,12 @@ RSS_TOLERANCE = 2 * 1024 * 1024
 TRACEMALLOC_TOLERANCE = 256 * 1024
 
 
-def quiesce(pool, timeout=30):
+def quiesce(pool, timeout=WAIT):
     """Return once every worker of `pool` has finished with the jobs it ran
     before: one job per worker waits on a Barrier, so each worker must have
     taken a new job, i.e. released the previous one (a worker completes a
     job's future *before* it drops its references to fn and args, as the
     stdlib does, so a refcount read right after result() could race)."""
-    import threading
     n = len(pool._threads)
     if n == 0:
         return
@@ -142,6 +168,51 @@ class LeakProbe:
             assert f["rss_delta"] < rss_tol, "RSS grew: " + msg
         assert f["tm_delta"] < tm_tol, "traced memory grew: " + msg
 
+
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork")
+
+# The first line of a script that uses ``Pool`` (run_python's code).
+POOL_IMPORTS = {
+    "stdlib": "from concurrent.futures import ThreadPoolExecutor as Pool\n",
+    "fastexec": "from fastexec import ThreadPoolExecutor as Pool\n",
+}
+
+# A forked child's watchdog, and how long its parent waits for it.
+FORK_CHILD_WATCHDOG = 9
+WAIT_CHILD = 12
+
+# Code for scripts that fork, run with run_python(..., watchdog_kind="alarm").
+# fork() arms the child's own alarm (an alarm is not inherited), by default
+# shorter than wait_child's deadline, so that a hung child prints its stacks
+# (to the captured stderr) before the parent kills it.  gather_run(pool, n,
+# tag) runs n jobs through the pool's asyncio entry (pool.run for fastexec,
+# run_in_executor for the stdlib pool).
+FORK_HELPERS = """
+import asyncio, signal, traceback
+def fork(alarm=%d):
+    pid = os.fork()
+    if pid == 0:
+        signal.alarm(alarm)
+    return pid
+def wait_child(pid, timeout=%d):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return "hung"
+async def gather_run(pool, n, tag):
+    loop = asyncio.get_running_loop()
+    if hasattr(pool, "run"):
+        futs = [pool.run(lambda i=i: (tag, os.getpid(), i)) for i in range(n)]
+    else:
+        futs = [loop.run_in_executor(pool, lambda i=i: (tag, os.getpid(), i))
+                for i in range(n)]
+    return await asyncio.gather(*futs)
+""" % (FORK_CHILD_WATCHDOG, WAIT_CHILD)
 
 PRELUDE = """\
 import faulthandler, os, sys, threading, time

@@ -39,9 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastexec
-
-WAIT = 30
-
+from support import WAIT
 
 # ---------------------------------------------------------------------------
 # 1,000,000 fast-path calls from 8 loops
