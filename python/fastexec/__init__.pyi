@@ -1,45 +1,90 @@
 import asyncio
 import concurrent.futures
-import contextvars
-from typing import Any, Awaitable, Callable, Coroutine, Dict, Iterable, Iterator, Optional, Tuple, TypeVar
+import concurrent.futures.thread
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from typing_extensions import ParamSpec, disjoint_base
+
+__all__ = [
+    "ThreadPoolExecutor",
+    "run_in_executor",
+    "to_thread",
+    "wrap_future",
+    "install",
+    "uninstall",
+    "installed",
+    "new_event_loop",
+]
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 __version__: str
 
 BrokenThreadPool = concurrent.futures.thread.BrokenThreadPool
 
+@disjoint_base
 class Future(concurrent.futures.Future[_T]):
-    """What ``submit`` returns: a ``concurrent.futures.Future`` subclass."""
+    """What ``submit`` returns: a ``concurrent.futures.Future`` subclass (in C)."""
+
+    # The C methods take their argument positionally only.
+    def add_done_callback(self, fn: Callable[[Future[_T]], object], /) -> None: ...
+    def set_result(self, result: _T, /) -> None: ...
+    def set_exception(self, exception: BaseException | None, /) -> None: ...
 
 class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
     def __init__(
         self,
-        max_workers: Optional[int] = ...,
-        thread_name_prefix: str = ...,
-        initializer: Optional[Callable[..., object]] = ...,
-        initargs: Tuple[Any, ...] = ...,
+        max_workers: int | None = None,
+        thread_name_prefix: str = "",
+        initializer: Callable[..., object] | None = None,
+        initargs: tuple[Any, ...] = (),
         *,
-        idle_timeout: Optional[float] = ...,
+        idle_timeout: float | None = None,
     ) -> None: ...
-    def submit(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[_T]: ...
-    def map(
-        self,
-        fn: Callable[..., _T],
-        *iterables: Iterable[Any],
-        timeout: Optional[float] = ...,
-        chunksize: int = ...,
-    ) -> Iterator[_T]: ...
-    def run(self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> asyncio.Future[_T]: ...
-    def shutdown(self, wait: bool = ..., *, cancel_futures: bool = ...) -> None: ...
-    def stats(self) -> Dict[str, int]: ...
+    def submit(
+        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> Future[_T]: ...
+    if sys.version_info >= (3, 14):
+        # No ``buffersize`` (added to Executor.map in 3.14) yet.
+        def map(  # type: ignore[override]
+            self,
+            fn: Callable[..., _T],
+            *iterables: Iterable[Any],
+            timeout: float | None = None,
+            chunksize: int = 1,
+        ) -> Iterator[_T]: ...
+    else:
+        def map(
+            self,
+            fn: Callable[..., _T],
+            *iterables: Iterable[Any],
+            timeout: float | None = None,
+            chunksize: int = 1,
+        ) -> Iterator[_T]: ...
+
+    def run(
+        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
+    ) -> asyncio.Future[_T]:
+        """Run ``fn(*args, **kwargs)`` in the pool; the outcome lands on an
+        asyncio future of the running loop."""
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None: ...
+    def stats(self) -> dict[str, int]: ...
 
 def run_in_executor(
-    executor: Optional[concurrent.futures.Executor], func: Callable[..., _T], /, *args: Any, **kwargs: Any
+    executor: concurrent.futures.Executor | None,
+    func: Callable[_P, _T],
+    /,
+    *args: _P.args,
+    **kwargs: _P.kwargs,
 ) -> asyncio.Future[_T]: ...
-def to_thread(func: Callable[..., _T], /, *args: Any, **kwargs: Any) -> Coroutine[Any, Any, _T]: ...
+async def to_thread(func: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T: ...
 def wrap_future(
-    future: "concurrent.futures.Future[_T] | asyncio.Future[_T]", *, loop: Optional[asyncio.AbstractEventLoop] = ...
+    future: concurrent.futures.Future[_T] | asyncio.Future[_T],
+    *,
+    loop: asyncio.AbstractEventLoop | None = None,
 ) -> asyncio.Future[_T]: ...
 def install() -> None: ...
 def uninstall() -> None: ...
