@@ -816,7 +816,7 @@ def test_fork_while_workers_are_busy(impl):
     # submit and map; the stdlib's pool is not fork-safe, so its children
     # only exit) and the pools must keep working.  The switch interval is
     # made short so that the GIL changes hands often, as on a loaded
-    # machine: this is what exposed both fork deadlocks (see the report).
+    # machine: this is what exposed the two fork deadlocks fixed earlier.
     proc = run_python(POOL_IMPORTS[impl] + """
 import asyncio
 sys.setswitchinterval(1e-5)
