@@ -48,7 +48,16 @@ wrap_future(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return fe_wrap_future(get_state(module), args[0], args[1]);
 }
 
+static PyObject *
+live_pools(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return fe_live_cores(get_state(module));
+}
+
 static PyMethodDef module_methods[] = {
+    {"_live_pools", live_pools, METH_NOARGS,
+     "_live_pools($module, /)\n--\n\n"
+     "The core of every live, set-up pool (the C fork registry; internal)."},
     {"_set_interpreter_shutdown", set_interpreter_shutdown, METH_NOARGS,
      "Refuse new work in every pool: the interpreter is exiting (internal)."},
     {"wrap_future", (PyCFunction)(void (*)(void))wrap_future, METH_FASTCALL,

@@ -122,6 +122,8 @@ int fe_future_set_exception(PyObject *self, PyObject *exc);
 
 /* Pool (pool.c). */
 int fe_pool_init_types(PyObject *module, fe_state *st);
+/* Every set-up core of this module on the fork registry: a new list. */
+PyObject *fe_live_cores(fe_state *st);
 
 /* A per-object critical section where free-threaded builds need one (a no-op
  * with the GIL, and before 3.13). */

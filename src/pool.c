@@ -1279,6 +1279,40 @@ fork_unregister(fe_core *c)
     pthread_mutex_unlock(&fork_registry_mu);
 }
 
+/* _fastexec._live_pools(): the cores on the registry that were set up (a
+ * list of new references).  GIL held; a core being deallocated (its count
+ * already 0, e.g. while its weakrefs are cleared) is skipped. */
+PyObject *
+fe_live_cores(fe_state *st)
+{
+    /* Only C under the registry mutex: a Python allocation could collect
+     * garbage, and a core freed then would take the mutex again. */
+    Py_ssize_t n = 0, cap = 0;
+    PyObject **found = NULL;
+    pthread_mutex_lock(&fork_registry_mu);
+    for (fe_core *c = fork_registry; c != NULL; c = c->fork_next)
+        cap++;
+    found = cap ? PyMem_RawMalloc(cap * sizeof(PyObject *)) : NULL;
+    for (fe_core *c = fork_registry; c != NULL && found != NULL; c = c->fork_next) {
+        if (c->st == st && c->configured && Py_REFCNT(c) > 0)
+            found[n++] = Py_NewRef((PyObject *)c);
+    }
+    pthread_mutex_unlock(&fork_registry_mu);
+    if (cap > 0 && found == NULL)
+        return PyErr_NoMemory();
+    PyObject *list = PyList_New(n);
+    if (list != NULL) {
+        for (Py_ssize_t i = 0; i < n; i++)
+            PyList_SET_ITEM(list, i, found[i]);
+    }
+    else {
+        for (Py_ssize_t i = 0; i < n; i++)
+            Py_DECREF(found[i]);
+    }
+    PyMem_RawFree(found);
+    return list;
+}
+
 static PyObject *
 core_after_fork_child(fe_core *c, PyObject *Py_UNUSED(ignored))
 {
@@ -1413,9 +1447,9 @@ core_dealloc(fe_core *c)
 {
     PyTypeObject *tp = Py_TYPE(c);
     PyObject_GC_UnTrack(c);
+    fork_unregister(c);
     if (c->weakreflist != NULL)
         PyObject_ClearWeakRefs((PyObject *)c);
-    fork_unregister(c);
     core_clear(c);
     Py_CLEAR(c->module);
     pthread_cond_destroy(&c->spawn_cv);
