@@ -38,7 +38,7 @@ setup(
         Extension(
             "fastexec._fastexec",
             sources=["src/_fastexec.c", "src/pool.c", "src/bridge.c", "src/future.c"],
-            depends=["src/fastexec.h"],
+            depends=["src/fastexec.h", "src/compat.h", "src/state.h"],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
             undef_macros=undef_macros,

@@ -143,25 +143,6 @@ static PyType_Spec channel_spec = {
     .slots = channel_slots,
 };
 
-/* The live object a weakref points to (a new reference), or NULL. */
-static PyObject *
-weakref_target(PyObject *ref)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    PyObject *obj;      /* NULL on error or once dead */
-    if (PyWeakref_GetRef(ref, &obj) < 0)
-        PyErr_Clear();  /* not a weakref: cannot happen (our own table) */
-    return obj;
-#else
-    PyObject *obj = PyWeakref_GetObject(ref);
-    if (obj == NULL) {
-        PyErr_Clear();
-        return NULL;
-    }
-    return obj == Py_None ? NULL : Py_NewRef(obj);
-#endif
-}
-
 /* For loops that take no attribute: channels[weakref(loop)] is a weakref to
  * the channel, which the loop's jobs keep alive.  The key's callback drops
  * the entry when the loop goes. */
@@ -182,7 +163,7 @@ channel_from_table(fe_state *st, PyObject *loop)
     PyObject *ref = PyDict_GetItemWithError(st->channels, probe);
     Py_DECREF(probe);
     if (ref != NULL) {
-        PyObject *ch = weakref_target(ref);
+        PyObject *ch = fe_weakref_target(ref);
         if (ch != NULL)
             return (fe_channel *)ch;
     }

@@ -11,61 +11,12 @@
 #ifndef FASTEXEC_H
 #define FASTEXEC_H
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "compat.h"
+#include "state.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <time.h>
-
-#if PY_VERSION_HEX < 0x03090000
-#error "fastexec needs Python 3.9 or newer"
-#endif
-
-#if PY_VERSION_HEX < 0x030A0000
-static inline PyObject *Py_NewRef(PyObject *o) { Py_INCREF(o); return o; }
-static inline PyObject *Py_XNewRef(PyObject *o) { Py_XINCREF(o); return o; }
-#endif
-
-typedef struct {
-    PyTypeObject *Pool_Type;      /* _fastexec.Pool: the executor base class */
-    PyTypeObject *Core_Type;      /* _fastexec._Core: queue and workers */
-    PyTypeObject *MapIter_Type;   /* the iterator map() returns */
-    PyTypeObject *Channel_Type;   /* per-loop outbox of finished jobs */
-    PyTypeObject *Wakeup_Type;    /* the callback one batch costs the loop */
-    PyTypeObject *Relay_Type;     /* wrap_future's done-callback */
-    PyTypeObject *Future_Type;    /* our concurrent.futures.Future subclass */
-
-    PyObject *cf_Future;          /* concurrent.futures.Future */
-    PyObject *CancelledError;     /* concurrent.futures.CancelledError */
-    PyObject *TimeoutError;       /* concurrent.futures.TimeoutError */
-    PyObject *BrokenThreadPool;   /* concurrent.futures.thread.BrokenThreadPool */
-    PyObject *logger;             /* concurrent.futures._base.LOGGER */
-    PyObject *Thread;             /* threading.Thread */
-    PyObject *current_thread;     /* threading.current_thread */
-    PyObject *get_running_loop;   /* asyncio.get_running_loop */
-    PyObject *convert_future_exc; /* asyncio.futures._convert_future_exc */
-    PyObject *Condition;          /* threading.Condition */
-    PyObject *state_names[5];     /* concurrent.futures._base.PENDING, ... */
-    PyObject *base_result, *base_exception, *base_set_running;
-    PyObject *base_set_result, *base_set_exception, *base_add_done_callback;
-    PyObject *Executor_map;       /* concurrent.futures.Executor.map */
-    PyObject *submit_descr;       /* Pool.submit, to spot an override */
-    PyObject *channels;           /* dict: weakref(loop) -> weakref(Channel),
-                                     for loops that take no attribute */
-    PyObject *channels_pop;       /* channels.pop: the weakrefs' callback */
-
-    /* Interned method and keyword names. */
-    PyObject *s_set_result, *s_set_exception, *s_set_running_or_notify_cancel;
-    PyObject *s_cancel, *s_cancelled, *s_done, *s_create_future;
-    PyObject *s_call_soon_threadsafe, *s_add_done_callback, *s_exception;
-    PyObject *s_result, *s_start, *s_add, *s_discard, *s_critical;
-    PyObject *s_submit, *s_name, *s_target, *s_exc_info, *s_worker, *s_is_closed;
-    PyObject *s_args, *s_loop_channel;
-    PyObject *empty_tuple;
-
-    /* Set once by fastexec's threading atexit hook: no new work after it. */
-    int interpreter_shutdown;
-} fe_state;
 
 /* What a job is for; where its outcome goes. */
 enum { JOB_CF = 0, JOB_ASYNC = 1, JOB_MAP = 2 };
@@ -99,10 +50,6 @@ fe_job *fe_job_new(void);
 void fe_job_free(fe_job *job);
 int fe_job_traverse(fe_job *job, visitproc visit, void *arg);
 
-/* Module (_fastexec.c).  The module state of one of our types, found from
- * `tp`, which may be a Python subclass of it (TypeError `what` if none). */
-fe_state *fe_state_of_type(PyTypeObject *tp, const char *what);
-
 /* Bridge (bridge.c). */
 int fe_bridge_init_types(PyObject *module, fe_state *st);
 /* The outbox of `loop`, created on first use; a new reference. */
@@ -124,57 +71,6 @@ int fe_future_set_exception(PyObject *self, PyObject *exc);
 int fe_pool_init_types(PyObject *module, fe_state *st);
 /* Every set-up core of this module on the fork registry: a new list. */
 PyObject *fe_live_cores(fe_state *st);
-
-/* A per-object critical section where free-threaded builds need one (a no-op
- * with the GIL, and before 3.13). */
-#if PY_VERSION_HEX >= 0x030D0000
-#define FE_BEGIN_CRITICAL_SECTION(o) Py_BEGIN_CRITICAL_SECTION(o)
-#define FE_END_CRITICAL_SECTION() Py_END_CRITICAL_SECTION()
-#else
-#define FE_BEGIN_CRITICAL_SECTION(o) {
-#define FE_END_CRITICAL_SECTION() }
-#endif
-
-/* An exception from the error indicator, with its traceback attached. */
-static inline PyObject *
-fe_fetch_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *t, *v, *tb;
-    PyErr_Fetch(&t, &v, &tb);
-    if (t == NULL)
-        return NULL;
-    PyErr_NormalizeException(&t, &v, &tb);
-    if (tb != NULL) {
-        PyException_SetTraceback(v, tb);
-        Py_DECREF(tb);
-    }
-    Py_DECREF(t);
-    return v;
-#endif
-}
-
-/* Raise `exc` (a borrowed exception instance) as the current exception. */
-static inline void
-fe_raise(PyObject *exc)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(Py_NewRef(exc));
-#else
-    PyObject *tb = PyException_GetTraceback(exc);
-    Py_INCREF(Py_TYPE(exc));
-    Py_INCREF(exc);
-    PyErr_Restore((PyObject *)Py_TYPE(exc), exc, tb);
-#endif
-}
-
-static inline int
-fe_interpreter_shutdown(fe_state *st)
-{
-    return __atomic_load_n(&st->interpreter_shutdown, __ATOMIC_ACQUIRE);
-}
 
 /* Absolute CLOCK_MONOTONIC deadline `seconds` from now. */
 static inline struct timespec

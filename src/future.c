@@ -56,6 +56,19 @@ fe_future_check(fe_state *st, PyObject *o)
     return PyObject_TypeCheck(o, st->Future_Type);
 }
 
+/* The stdlib's name of state s (borrowed). */
+static inline PyObject *
+state_name(fe_state *st, int s)
+{
+    switch (s) {
+    case ST_PENDING: return st->state_PENDING;
+    case ST_RUNNING: return st->state_RUNNING;
+    case ST_CANCELLED: return st->state_CANCELLED;
+    case ST_CANCELLED_AND_NOTIFIED: return st->state_CANCELLED_AND_NOTIFIED;
+    default: assert(s == ST_FINISHED); return st->state_FINISHED;
+    }
+}
+
 static inline int
 is_done(int s)
 {
@@ -177,7 +190,7 @@ fe_future_new(fe_state *st)
 static PyObject *
 fut_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    fe_state *st = fe_state_of_type(type, "not a fastexec Future");
+    fe_state *st = fe_state_by_type(type);
     if (st == NULL)
         return NULL;
     return fut_alloc(st, type);
@@ -428,7 +441,7 @@ static PyObject *
 fut_get_state(PyObject *self, void *Py_UNUSED(closure))
 {
     fe_fut *f = FUT(self);
-    return Py_NewRef(f->st->state_names[f->state]);
+    return Py_NewRef(state_name(f->st, f->state));
 }
 
 static int
@@ -440,7 +453,7 @@ fut_set_state(PyObject *self, PyObject *value, void *Py_UNUSED(closure))
         return -1;
     }
     for (int i = 0; i < ST_COUNT; i++) {
-        int eq = PyObject_RichCompareBool(value, f->st->state_names[i], Py_EQ);
+        int eq = PyObject_RichCompareBool(value, state_name(f->st, i), Py_EQ);
         if (eq < 0)
             return -1;
         if (eq) {
@@ -597,33 +610,7 @@ copy_docs(PyObject *base)
 int
 fe_future_init_type(PyObject *module, fe_state *st)
 {
-    static const char *names[ST_COUNT] = {
-        "PENDING", "RUNNING", "CANCELLED", "CANCELLED_AND_NOTIFIED", "FINISHED"};
-    PyObject *basemod = PyImport_ImportModule("concurrent.futures._base");
-    if (basemod == NULL)
-        return -1;
-    for (int i = 0; i < ST_COUNT; i++) {
-        st->state_names[i] = PyObject_GetAttrString(basemod, names[i]);
-        if (st->state_names[i] == NULL) {
-            Py_DECREF(basemod);
-            return -1;
-        }
-    }
-    Py_DECREF(basemod);
-
     PyTypeObject *base = (PyTypeObject *)st->cf_Future;
-#define BASE_METHOD(field, name)                                        \
-    st->field = PyObject_GetAttrString((PyObject *)base, name);         \
-    if (st->field == NULL)                                              \
-        return -1;
-    BASE_METHOD(base_result, "result");
-    BASE_METHOD(base_exception, "exception");
-    BASE_METHOD(base_set_running, "set_running_or_notify_cancel");
-    BASE_METHOD(base_set_result, "set_result");
-    BASE_METHOD(base_set_exception, "set_exception");
-    BASE_METHOD(base_add_done_callback, "add_done_callback");
-#undef BASE_METHOD
-
     Py_ssize_t offset = base->tp_basicsize;
     offset = (offset + (Py_ssize_t)_Alignof(fe_fut) - 1) & ~((Py_ssize_t)_Alignof(fe_fut) - 1);
     if (fut_offset >= 0 && fut_offset != offset) {

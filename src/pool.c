@@ -1294,8 +1294,8 @@ fe_live_cores(fe_state *st)
         cap++;
     found = cap ? PyMem_RawMalloc(cap * sizeof(PyObject *)) : NULL;
     for (fe_core *c = fork_registry; c != NULL && found != NULL; c = c->fork_next) {
-        if (c->st == st && c->configured && Py_REFCNT(c) > 0)
-            found[n++] = Py_NewRef((PyObject *)c);
+        if (c->st == st && c->configured && fe_try_incref((PyObject *)c))
+            found[n++] = (PyObject *)c;
     }
     pthread_mutex_unlock(&fork_registry_mu);
     if (cap > 0 && found == NULL)
@@ -1489,6 +1489,7 @@ core_new(fe_state *st, PyObject *module)
         PyObject_GC_Del(c);
         return NULL;
     }
+    fe_enable_try_incref((PyObject *)c);
     PyObject_GC_Track(c);
     return c;
 }
@@ -1728,16 +1729,12 @@ pool_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     fe_pool *self = (fe_pool *)type->tp_alloc(type, 0);
     if (self == NULL)
         return NULL;
-    fe_state *st = fe_state_of_type(Py_TYPE(self), "not a fastexec pool");
-    if (st == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
-    PyObject *module = PyType_GetModule(st->Pool_Type);
+    PyObject *module = fe_module_by_type(type);
     if (module == NULL) {
         Py_DECREF(self);
         return NULL;
     }
+    fe_state *st = fe_state_of_module(module);
     self->core = core_new(st, module);
     if (self->core == NULL) {
         Py_DECREF(self);
