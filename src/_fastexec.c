@@ -1,9 +1,15 @@
 /* fastexec._fastexec: module definition, module state and init.
  *
- * The pool is in pool.c, the asyncio bridge in bridge.c; fastexec.h has the
- * shared declarations and the locking rules.
+ * fastexec.h maps the files and states the locking rules; state.h lists the
+ * module state.
  */
 #include "fastexec.h"
+#include "bridge.h"
+#include "core.h"
+#include "fork.h"
+#include "future.h"
+#include "mapiter.h"
+#include "pool.h"
 
 #include <string.h>
 
@@ -29,7 +35,7 @@ wrap_future(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 static PyObject *
 live_pools(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
-    return fe_live_cores(get_state(module));
+    return fe_fork_live_cores(get_state(module));
 }
 
 static PyMethodDef module_methods[] = {
@@ -37,9 +43,10 @@ static PyMethodDef module_methods[] = {
      "_live_pools($module, /)\n--\n\n"
      "The core of every live, set-up pool (the C fork registry; internal)."},
     {"_set_interpreter_shutdown", set_interpreter_shutdown, METH_NOARGS,
+     "_set_interpreter_shutdown($module, /)\n--\n\n"
      "Refuse new work in every pool: the interpreter is exiting (internal)."},
     {"wrap_future", (PyCFunction)(void (*)(void))wrap_future, METH_FASTCALL,
-     "wrap_future(cf_future, loop) -> asyncio.Future\n\n"
+     "wrap_future($module, cf_future, loop, /)\n--\n\n"
      "The outcome of a concurrent.futures.Future, delivered to `loop` through "
      "fastexec's coalesced path (the checks are in fastexec.wrap_future)."},
     {NULL, NULL}
@@ -96,7 +103,11 @@ module_exec(PyObject *module)
         return -1;
     st->interpreter_shutdown = 0;
 
-    if (fe_pool_init_types(module, st) < 0)
+    if (fe_core_init_type(module, st) < 0)
+        return -1;
+    if (fe_mapiter_init_type(module, st) < 0)
+        return -1;
+    if (fe_pool_init_type(module, st) < 0)
         return -1;
     st->submit_descr = PyObject_GetAttr((PyObject *)st->Pool_Type, st->s_submit);
     if (st->submit_descr == NULL)

@@ -22,7 +22,7 @@
  *  - Without a GIL (free-threaded builds) the Condition is made at once, so
  *    only the stdlib's paths run.
  */
-#include "fastexec.h"
+#include "future.h"
 
 #include <stddef.h>
 #include <structmember.h>
@@ -49,12 +49,6 @@ typedef struct {
 static Py_ssize_t fut_offset = -1;
 
 #define FUT(o) ((fe_fut *)((char *)(o) + fut_offset))
-
-int
-fe_future_check(fe_state *st, PyObject *o)
-{
-    return PyObject_TypeCheck(o, st->Future_Type);
-}
 
 /* The stdlib's name of state s (borrowed). */
 static inline PyObject *
@@ -313,6 +307,85 @@ fe_future_set_exception(PyObject *self, PyObject *exc)
 {
     return fut_settle(self, exc, 1);
 }
+
+/* ---------------------------------------------------------------- sink */
+
+/* submit()'s jobs: their outcome settles job->future (ours). */
+
+static int
+cf_wanted(fe_state *st, fe_job *job)
+{
+    int running = fe_future_set_running(job->future);
+    if (running < 0) {
+        /* Already running or done, which only someone else's meddling can
+         * cause: report it, skip the job. */
+        PyErr_WriteUnraisable(job->future);
+    }
+    return running > 0;     /* 0: cancelled */
+}
+
+static void
+cf_deliver(fe_state *st, fe_job *job, fe_outcome outcome, PyObject *value)
+{
+    int rc = outcome == FE_RESULT ? fe_future_set_result(job->future, value)
+                                  : fe_future_set_exception(job->future, value);
+    Py_DECREF(value);
+    if (rc < 0)
+        PyErr_WriteUnraisable(job->future);
+}
+
+static void
+cf_cancel(fe_state *st, fe_job *job)
+{
+    PyObject *r = PyObject_CallMethodNoArgs(job->future, st->s_cancel);
+    if (r == NULL)
+        PyErr_WriteUnraisable(job->future);
+    Py_XDECREF(r);
+    fe_job_free(job);
+}
+
+static void
+cf_fail(fe_state *st, fe_job *job, PyObject *exc)
+{
+    if (fe_future_set_exception(job->future, exc) < 0)
+        PyErr_WriteUnraisable(job->future);
+    fe_job_free(job);
+}
+
+/* Settle the child's copy only if that touches nothing but the future. */
+static void
+cf_fork_child(fe_state *st, fe_job *job, int running, PyObject **err)
+{
+    if (fe_future_lock_free(job->future)) {
+        if (!running) {
+            cf_cancel(st, job);
+            return;
+        }
+        if (*err == NULL)
+            *err = PyObject_CallFunction(
+                PyExc_RuntimeError, "s",
+                "the worker running this call did not survive "
+                "os.fork() (this is the child process; the parent "
+                "runs it)");
+        if (*err != NULL) {
+            cf_fail(st, job, *err);
+            return;
+        }
+        PyErr_WriteUnraisable(job->future);
+    }
+    fe_job_free(job);
+}
+
+const fe_sink fe_future_sink = {
+    .name = "concurrent future",
+    .wanted = cf_wanted,
+    .deliver = cf_deliver,
+    .hand_off = NULL,             /* freed once delivered */
+    .cancel = cf_cancel,
+    .fail = cf_fail,
+    .fork_child = cf_fork_child,
+    .release = NULL,
+};
 
 /* ------------------------------------------------------------- methods */
 
