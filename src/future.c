@@ -25,6 +25,7 @@
 #include "future.h"
 
 #include <stddef.h>
+#include <string.h>
 #include <structmember.h>
 
 enum { ST_PENDING = 0, ST_RUNNING, ST_CANCELLED, ST_CANCELLED_AND_NOTIFIED,
@@ -645,13 +646,37 @@ static PyGetSetDef fut_getset[] = {
     {NULL}
 };
 
-/* Copy the docstrings of the stdlib's methods onto ours. */
+/* The text signature of each method (for inspect.signature), by name. */
+static const char *
+fut_text_signature(const char *name)
+{
+    static const char *const sigs[][2] = {
+        {"set_result", "set_result($self, result, /)"},
+        {"set_exception", "set_exception($self, exception, /)"},
+        {"set_running_or_notify_cancel", "set_running_or_notify_cancel($self, /)"},
+        {"done", "done($self, /)"},
+        {"cancelled", "cancelled($self, /)"},
+        {"running", "running($self, /)"},
+        {"result", "result($self, /, timeout=None)"},
+        {"exception", "exception($self, /, timeout=None)"},
+        {"add_done_callback", "add_done_callback($self, fn, /)"},
+    };
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        if (strcmp(sigs[i][0], name) == 0)
+            return sigs[i][1];
+    }
+    return NULL;
+}
+
+/* Copy the docstrings of the stdlib's methods onto ours, after our text
+ * signatures. */
 static int
 copy_docs(PyObject *base)
 {
     for (PyMethodDef *m = fut_methods; m->ml_name != NULL; m++) {
         if (m->ml_doc != NULL)
             continue;
+        const char *sig = fut_text_signature(m->ml_name);
         PyObject *func = PyObject_GetAttrString(base, m->ml_name);
         if (func == NULL)
             return -1;
@@ -666,13 +691,19 @@ copy_docs(PyObject *base)
                 Py_DECREF(doc);
                 return -1;
             }
-            char *copy = PyMem_RawMalloc(strlen(s) + 1);
+            size_t siglen = sig != NULL ? strlen(sig) + 5 : 0;  /* "\n--\n\n" */
+            char *copy = PyMem_RawMalloc(siglen + strlen(s) + 1);
             if (copy == NULL) {
                 Py_DECREF(doc);
                 PyErr_NoMemory();
                 return -1;
             }
-            strcpy(copy, s);
+            copy[0] = '\0';
+            if (sig != NULL) {
+                strcpy(copy, sig);
+                strcat(copy, "\n--\n\n");
+            }
+            strcat(copy, s);
             m->ml_doc = copy;
         }
         Py_DECREF(doc);
