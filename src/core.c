@@ -315,6 +315,11 @@ int
 fe_core_enqueue(fe_core *c, fe_job *job)
 {
     FE_ASSERT_GIL();
+    /* Only a job with a call and a sink that runs it enters a queue (not a
+     * relayed outcome: bridge.c). */
+    assert(job->fn != NULL && job->sink->wanted != NULL &&
+           job->sink->deliver != NULL && job->sink->cancel != NULL &&
+           job->sink->fail != NULL && job->sink->fork_child != NULL);
     int spawn = 0;
     fe_mutex_lock(&c->mu);
     int broken = c->broken, shutdown = c->shutdown;
