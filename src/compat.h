@@ -43,6 +43,14 @@ fe_type_module_by_def(PyTypeObject *tp, PyModuleDef *def)
 }
 #endif
 
+/* 1 in a free-threaded build (no GIL), else 0: for plain `if`s, so that
+ * both branches are compiled everywhere. */
+#ifdef Py_GIL_DISABLED
+#define FE_FREE_THREADED 1
+#else
+#define FE_FREE_THREADED 0
+#endif
+
 /* A per-object critical section where free-threaded builds need one (a no-op
  * with the GIL, and before 3.13). */
 #if PY_VERSION_HEX >= 0x030D0000

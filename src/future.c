@@ -166,12 +166,10 @@ fut_alloc(fe_state *st, PyTypeObject *type)
     if (self == NULL)
         return NULL;
     fut_init_fields(st, self);
-#ifdef Py_GIL_DISABLED
-    if (fut_make_condition(FUT(self)) < 0) {
+    if (FE_FREE_THREADED && fut_make_condition(FUT(self)) < 0) {
         Py_DECREF(self);
         return NULL;
     }
-#endif
     return self;
 }
 
@@ -200,10 +198,8 @@ fut_tp_init(PyObject *self, PyObject *args, PyObject *kwargs)
     }
     /* As the stdlib's __init__: a pending future again. */
     fut_init_fields(FUT(self)->st, self);
-#ifdef Py_GIL_DISABLED
-    if (fut_make_condition(FUT(self)) < 0)
+    if (FE_FREE_THREADED && fut_make_condition(FUT(self)) < 0)
         return -1;
-#endif
     return 0;
 }
 
