@@ -37,8 +37,10 @@ setup(
     ext_modules=[
         Extension(
             "fastexec._fastexec",
-            sources=["src/_fastexec.c", "src/pool.c", "src/bridge.c", "src/future.c"],
-            depends=["src/fastexec.h"],
+            sources=["src/_fastexec.c", "src/pool.c", "src/core.c", "src/spin.c",
+                     "src/fork.c", "src/mapiter.c", "src/future.c",
+                     "src/bridge.c", "src/job.c"],
+            depends=[os.path.join("src", f) for f in os.listdir("src") if f.endswith(".h")],
             extra_compile_args=extra_compile_args,
             extra_link_args=extra_link_args,
             undef_macros=undef_macros,

@@ -18,7 +18,7 @@
  * takes no attribute gets its channel from a table of weak references, kept
  * alive only by the work in flight.
  */
-#include "fastexec.h"
+#include "bridge.h"
 
 #include <stddef.h>
 #include <structmember.h>
@@ -75,16 +75,6 @@ channel_take(fe_channel *ch)
     return list;
 }
 
-static void
-free_list(fe_job *list)
-{
-    while (list != NULL) {
-        fe_job *job = list;
-        list = job->next;
-        fe_job_free(job);
-    }
-}
-
 static int
 channel_traverse(fe_channel *ch, visitproc visit, void *arg)
 {
@@ -104,7 +94,7 @@ channel_traverse(fe_channel *ch, visitproc visit, void *arg)
 static int
 channel_clear(fe_channel *ch)
 {
-    free_list(channel_take(ch));
+    fe_job_list_free(channel_take(ch));
     return 0;
 }
 
@@ -143,25 +133,6 @@ static PyType_Spec channel_spec = {
     .slots = channel_slots,
 };
 
-/* The live object a weakref points to (a new reference), or NULL. */
-static PyObject *
-weakref_target(PyObject *ref)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    PyObject *obj;      /* NULL on error or once dead */
-    if (PyWeakref_GetRef(ref, &obj) < 0)
-        PyErr_Clear();  /* not a weakref: cannot happen (our own table) */
-    return obj;
-#else
-    PyObject *obj = PyWeakref_GetObject(ref);
-    if (obj == NULL) {
-        PyErr_Clear();
-        return NULL;
-    }
-    return obj == Py_None ? NULL : Py_NewRef(obj);
-#endif
-}
-
 /* For loops that take no attribute: channels[weakref(loop)] is a weakref to
  * the channel, which the loop's jobs keep alive.  The key's callback drops
  * the entry when the loop goes. */
@@ -182,7 +153,7 @@ channel_from_table(fe_state *st, PyObject *loop)
     PyObject *ref = PyDict_GetItemWithError(st->channels, probe);
     Py_DECREF(probe);
     if (ref != NULL) {
-        PyObject *ch = weakref_target(ref);
+        PyObject *ch = fe_weakref_target(ref);
         if (ch != NULL)
             return (fe_channel *)ch;
     }
@@ -216,8 +187,8 @@ clear_attribute_error(void)
     return 1;
 }
 
-struct fe_channel *
-fe_channel_for_loop(fe_state *st, PyObject *loop)
+static fe_channel *
+channel_for_loop(fe_state *st, PyObject *loop)
 {
     PyObject *found = PyObject_GetAttr(loop, st->s_loop_channel);
     if (found != NULL) {
@@ -247,7 +218,7 @@ static void
 resolve_job(fe_state *st, fe_job *job)
 {
     PyObject *fut = job->future, *r;
-    if (job->outcome == OUT_CANCEL) {
+    if (job->outcome == FE_CANCELLED) {
         r = PyObject_CallMethodNoArgs(fut, st->s_cancel);
         goto done;
     }
@@ -259,7 +230,7 @@ resolve_job(fe_state *st, fe_job *job)
     Py_DECREF(r);
     if (is_done)
         return;
-    if (job->outcome == OUT_RESULT) {
+    if (job->outcome == FE_RESULT) {
         r = PyObject_CallMethodOneArg(fut, st->s_set_result, job->value);
     }
     else {
@@ -294,11 +265,8 @@ wakeup_call(PyObject *self, PyObject *args, PyObject *kwargs)
     fe_wakeup *w = (fe_wakeup *)self;
     fe_channel *ch = w->chan;
     w->fired = 1;
-    fe_job *list = channel_take(ch);
-    while (list != NULL) {
-        fe_job *job = list;
-        list = job->next;
-        job->next = NULL;
+    fe_job *list = channel_take(ch), *job;
+    while ((job = fe_job_list_pop(&list)) != NULL) {
         resolve_job(ch->st, job);
         fe_job_free(job);
     }
@@ -330,7 +298,7 @@ wakeup_dealloc(fe_wakeup *w)
          * outbox's futures can't be resolved; drop them (and let the next
          * outcome try to schedule again). */
         PyObject *exc = PyErr_Occurred() ? fe_fetch_exception() : NULL;
-        free_list(channel_take(w->chan));
+        fe_job_list_free(channel_take(w->chan));
         if (exc != NULL) {
             fe_raise(exc);
             Py_DECREF(exc);
@@ -402,10 +370,11 @@ channel_schedule(fe_state *st, fe_channel *ch, PyObject *loop)
     Py_DECREF(w);   /* if the loop is closed, this drops the outbox */
 }
 
-void
-fe_channel_post(fe_state *st, fe_job *job)
+/* Hand a finished job to its loop (takes it). */
+static void
+channel_post(fe_state *st, fe_job *job)
 {
-    fe_channel *ch = job->chan;
+    fe_channel *ch = (fe_channel *)job->chan;
     int need_wakeup;
     /* Hold our own references: once appended, the job belongs to the loop. */
     Py_INCREF(ch);
@@ -427,6 +396,79 @@ fe_channel_post(fe_state *st, fe_job *job)
     Py_DECREF(loop);
     Py_DECREF(ch);
 }
+
+PyObject *
+fe_channel_for_loop(fe_state *st, PyObject *loop)
+{
+    return (PyObject *)channel_for_loop(st, loop);
+}
+
+/* ---------------------------------------------------------------- sink */
+
+/* Jobs of Pool.run / run_in_executor: the outcome travels in the job, to
+ * the channel of the future's loop, which resolves it there. */
+
+static int
+async_wanted(fe_state *st, fe_job *job)
+{
+    /* Cancelled while queued: don't run it (as the stdlib, whose
+     * wrap_future cancels the concurrent future it waits on). */
+    PyObject *r = PyObject_CallMethodNoArgs(job->future, st->s_done);
+    if (r == NULL) {
+        PyErr_WriteUnraisable(job->future);
+        return 0;
+    }
+    int done = (r == Py_True);
+    Py_DECREF(r);
+    return !done;
+}
+
+static void
+async_deliver(fe_state *st, fe_job *job, fe_outcome outcome, PyObject *value)
+{
+    Py_CLEAR(job->fn);
+    Py_CLEAR(job->args);
+    Py_CLEAR(job->kwargs);
+    Py_CLEAR(job->ctx);
+    job->outcome = outcome;
+    job->value = value;
+}
+
+static void
+async_cancel(fe_state *st, fe_job *job)
+{
+    Py_CLEAR(job->fn);
+    Py_CLEAR(job->args);
+    Py_CLEAR(job->kwargs);
+    job->outcome = FE_CANCELLED;
+    channel_post(st, job);
+}
+
+static void
+async_fail(fe_state *st, fe_job *job, PyObject *exc)
+{
+    job->outcome = FE_ERROR;
+    job->value = Py_NewRef(exc);
+    channel_post(st, job);
+}
+
+/* The future and its loop are the parent's: drop the job untouched. */
+static void
+async_fork_child(fe_state *st, fe_job *job, int running, PyObject **err)
+{
+    fe_job_free(job);
+}
+
+const fe_sink fe_async_sink = {
+    .name = "asyncio future",
+    .wanted = async_wanted,
+    .deliver = async_deliver,
+    .hand_off = channel_post,
+    .cancel = async_cancel,
+    .fail = async_fail,
+    .fork_child = async_fork_child,
+    .release = NULL,
+};
 
 /* --------------------------------------------------------------- relay */
 
@@ -473,22 +515,35 @@ relay_dealloc(fe_relay *r)
     Py_DECREF(tp);
 }
 
+/* A relayed outcome is a job that was settled before it was made: it never
+ * enters a pool, so it has nothing to run, skip, cancel or fail; the
+ * channel resolves and frees it like any other. */
+static const fe_sink relay_sink = {
+    .name = "relay",
+    .wanted = NULL,
+    .deliver = NULL,
+    .hand_off = NULL,
+    .cancel = NULL,
+    .fail = NULL,
+    .fork_child = NULL,
+    .release = NULL,
+};
+
 /* The concurrent future is done: post its state to the loop. */
 static int
 relay_source_done(fe_relay *r, PyObject *cf)
 {
     fe_state *st = r->st;
-    fe_job *job = fe_job_new();
+    fe_job *job = fe_job_new(&relay_sink);
     if (job == NULL)
         return -1;
-    job->kind = JOB_ASYNC;
     PyObject *c = PyObject_CallMethodNoArgs(cf, st->s_cancelled);
     if (c == NULL)
         goto error;
     int cancelled = (c == Py_True);
     Py_DECREF(c);
     if (cancelled)
-        job->outcome = OUT_CANCEL;
+        job->outcome = FE_CANCELLED;
     else {
         PyObject *exc = PyObject_CallMethodNoArgs(cf, st->s_exception);
         if (exc == NULL)
@@ -498,7 +553,7 @@ relay_source_done(fe_relay *r, PyObject *cf)
             Py_DECREF(exc);
             if (conv == NULL)
                 goto error;
-            job->outcome = OUT_EXCEPTION;
+            job->outcome = FE_ERROR;
             job->value = conv;
         }
         else {
@@ -506,13 +561,13 @@ relay_source_done(fe_relay *r, PyObject *cf)
             job->value = PyObject_CallMethodNoArgs(cf, st->s_result);
             if (job->value == NULL)
                 goto error;
-            job->outcome = OUT_RESULT;
+            job->outcome = FE_RESULT;
         }
     }
     job->future = Py_NewRef(r->afut);
     job->loop = Py_NewRef(r->loop);
-    job->chan = (fe_channel *)Py_NewRef((PyObject *)r->chan);
-    fe_channel_post(st, job);
+    job->chan = Py_NewRef((PyObject *)r->chan);
+    channel_post(st, job);
     return 0;
 error:
     fe_job_free(job);
@@ -600,7 +655,7 @@ fe_wrap_future(fe_state *st, PyObject *cf, PyObject *loop)
     r->cf = Py_NewRef(cf);
     r->afut = Py_NewRef(afut);
     r->loop = Py_NewRef(loop);
-    r->chan = fe_channel_for_loop(st, loop);
+    r->chan = channel_for_loop(st, loop);
     PyObject_GC_Track(r);
     if (r->chan == NULL)
         goto error;

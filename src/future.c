@@ -22,9 +22,10 @@
  *  - Without a GIL (free-threaded builds) the Condition is made at once, so
  *    only the stdlib's paths run.
  */
-#include "fastexec.h"
+#include "future.h"
 
 #include <stddef.h>
+#include <string.h>
 #include <structmember.h>
 
 enum { ST_PENDING = 0, ST_RUNNING, ST_CANCELLED, ST_CANCELLED_AND_NOTIFIED,
@@ -50,10 +51,17 @@ static Py_ssize_t fut_offset = -1;
 
 #define FUT(o) ((fe_fut *)((char *)(o) + fut_offset))
 
-int
-fe_future_check(fe_state *st, PyObject *o)
+/* The stdlib's name of state s (borrowed). */
+static inline PyObject *
+state_name(fe_state *st, int s)
 {
-    return PyObject_TypeCheck(o, st->Future_Type);
+    switch (s) {
+    case ST_PENDING: return st->state_PENDING;
+    case ST_RUNNING: return st->state_RUNNING;
+    case ST_CANCELLED: return st->state_CANCELLED;
+    case ST_CANCELLED_AND_NOTIFIED: return st->state_CANCELLED_AND_NOTIFIED;
+    default: assert(s == ST_FINISHED); return st->state_FINISHED;
+    }
 }
 
 static inline int
@@ -158,12 +166,10 @@ fut_alloc(fe_state *st, PyTypeObject *type)
     if (self == NULL)
         return NULL;
     fut_init_fields(st, self);
-#ifdef Py_GIL_DISABLED
-    if (fut_make_condition(FUT(self)) < 0) {
+    if (FE_FREE_THREADED && fut_make_condition(FUT(self)) < 0) {
         Py_DECREF(self);
         return NULL;
     }
-#endif
     return self;
 }
 
@@ -177,7 +183,7 @@ fe_future_new(fe_state *st)
 static PyObject *
 fut_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
-    fe_state *st = fe_state_of_type(type, "not a fastexec Future");
+    fe_state *st = fe_state_by_type(type);
     if (st == NULL)
         return NULL;
     return fut_alloc(st, type);
@@ -192,10 +198,8 @@ fut_tp_init(PyObject *self, PyObject *args, PyObject *kwargs)
     }
     /* As the stdlib's __init__: a pending future again. */
     fut_init_fields(FUT(self)->st, self);
-#ifdef Py_GIL_DISABLED
-    if (fut_make_condition(FUT(self)) < 0)
+    if (FE_FREE_THREADED && fut_make_condition(FUT(self)) < 0)
         return -1;
-#endif
     return 0;
 }
 
@@ -300,6 +304,85 @@ fe_future_set_exception(PyObject *self, PyObject *exc)
 {
     return fut_settle(self, exc, 1);
 }
+
+/* ---------------------------------------------------------------- sink */
+
+/* submit()'s jobs: their outcome settles job->future (ours). */
+
+static int
+cf_wanted(fe_state *st, fe_job *job)
+{
+    int running = fe_future_set_running(job->future);
+    if (running < 0) {
+        /* Already running or done, which only someone else's meddling can
+         * cause: report it, skip the job. */
+        PyErr_WriteUnraisable(job->future);
+    }
+    return running > 0;     /* 0: cancelled */
+}
+
+static void
+cf_deliver(fe_state *st, fe_job *job, fe_outcome outcome, PyObject *value)
+{
+    int rc = outcome == FE_RESULT ? fe_future_set_result(job->future, value)
+                                  : fe_future_set_exception(job->future, value);
+    Py_DECREF(value);
+    if (rc < 0)
+        PyErr_WriteUnraisable(job->future);
+}
+
+static void
+cf_cancel(fe_state *st, fe_job *job)
+{
+    PyObject *r = PyObject_CallMethodNoArgs(job->future, st->s_cancel);
+    if (r == NULL)
+        PyErr_WriteUnraisable(job->future);
+    Py_XDECREF(r);
+    fe_job_free(job);
+}
+
+static void
+cf_fail(fe_state *st, fe_job *job, PyObject *exc)
+{
+    if (fe_future_set_exception(job->future, exc) < 0)
+        PyErr_WriteUnraisable(job->future);
+    fe_job_free(job);
+}
+
+/* Settle the child's copy only if that touches nothing but the future. */
+static void
+cf_fork_child(fe_state *st, fe_job *job, int running, PyObject **err)
+{
+    if (fe_future_lock_free(job->future)) {
+        if (!running) {
+            cf_cancel(st, job);
+            return;
+        }
+        if (*err == NULL)
+            *err = PyObject_CallFunction(
+                PyExc_RuntimeError, "s",
+                "the worker running this call did not survive "
+                "os.fork() (this is the child process; the parent "
+                "runs it)");
+        if (*err != NULL) {
+            cf_fail(st, job, *err);
+            return;
+        }
+        PyErr_WriteUnraisable(job->future);
+    }
+    fe_job_free(job);
+}
+
+const fe_sink fe_future_sink = {
+    .name = "concurrent future",
+    .wanted = cf_wanted,
+    .deliver = cf_deliver,
+    .hand_off = NULL,             /* freed once delivered */
+    .cancel = cf_cancel,
+    .fail = cf_fail,
+    .fork_child = cf_fork_child,
+    .release = NULL,
+};
 
 /* ------------------------------------------------------------- methods */
 
@@ -428,7 +511,7 @@ static PyObject *
 fut_get_state(PyObject *self, void *Py_UNUSED(closure))
 {
     fe_fut *f = FUT(self);
-    return Py_NewRef(f->st->state_names[f->state]);
+    return Py_NewRef(state_name(f->st, f->state));
 }
 
 static int
@@ -440,7 +523,7 @@ fut_set_state(PyObject *self, PyObject *value, void *Py_UNUSED(closure))
         return -1;
     }
     for (int i = 0; i < ST_COUNT; i++) {
-        int eq = PyObject_RichCompareBool(value, f->st->state_names[i], Py_EQ);
+        int eq = PyObject_RichCompareBool(value, state_name(f->st, i), Py_EQ);
         if (eq < 0)
             return -1;
         if (eq) {
@@ -559,13 +642,37 @@ static PyGetSetDef fut_getset[] = {
     {NULL}
 };
 
-/* Copy the docstrings of the stdlib's methods onto ours. */
+/* The text signature of each method (for inspect.signature), by name. */
+static const char *
+fut_text_signature(const char *name)
+{
+    static const char *const sigs[][2] = {
+        {"set_result", "set_result($self, result, /)"},
+        {"set_exception", "set_exception($self, exception, /)"},
+        {"set_running_or_notify_cancel", "set_running_or_notify_cancel($self, /)"},
+        {"done", "done($self, /)"},
+        {"cancelled", "cancelled($self, /)"},
+        {"running", "running($self, /)"},
+        {"result", "result($self, /, timeout=None)"},
+        {"exception", "exception($self, /, timeout=None)"},
+        {"add_done_callback", "add_done_callback($self, fn, /)"},
+    };
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        if (strcmp(sigs[i][0], name) == 0)
+            return sigs[i][1];
+    }
+    return NULL;
+}
+
+/* Copy the docstrings of the stdlib's methods onto ours, after our text
+ * signatures. */
 static int
 copy_docs(PyObject *base)
 {
     for (PyMethodDef *m = fut_methods; m->ml_name != NULL; m++) {
         if (m->ml_doc != NULL)
             continue;
+        const char *sig = fut_text_signature(m->ml_name);
         PyObject *func = PyObject_GetAttrString(base, m->ml_name);
         if (func == NULL)
             return -1;
@@ -580,13 +687,19 @@ copy_docs(PyObject *base)
                 Py_DECREF(doc);
                 return -1;
             }
-            char *copy = PyMem_RawMalloc(strlen(s) + 1);
+            size_t siglen = sig != NULL ? strlen(sig) + 5 : 0;  /* "\n--\n\n" */
+            char *copy = PyMem_RawMalloc(siglen + strlen(s) + 1);
             if (copy == NULL) {
                 Py_DECREF(doc);
                 PyErr_NoMemory();
                 return -1;
             }
-            strcpy(copy, s);
+            copy[0] = '\0';
+            if (sig != NULL) {
+                strcpy(copy, sig);
+                strcat(copy, "\n--\n\n");
+            }
+            strcat(copy, s);
             m->ml_doc = copy;
         }
         Py_DECREF(doc);
@@ -597,33 +710,7 @@ copy_docs(PyObject *base)
 int
 fe_future_init_type(PyObject *module, fe_state *st)
 {
-    static const char *names[ST_COUNT] = {
-        "PENDING", "RUNNING", "CANCELLED", "CANCELLED_AND_NOTIFIED", "FINISHED"};
-    PyObject *basemod = PyImport_ImportModule("concurrent.futures._base");
-    if (basemod == NULL)
-        return -1;
-    for (int i = 0; i < ST_COUNT; i++) {
-        st->state_names[i] = PyObject_GetAttrString(basemod, names[i]);
-        if (st->state_names[i] == NULL) {
-            Py_DECREF(basemod);
-            return -1;
-        }
-    }
-    Py_DECREF(basemod);
-
     PyTypeObject *base = (PyTypeObject *)st->cf_Future;
-#define BASE_METHOD(field, name)                                        \
-    st->field = PyObject_GetAttrString((PyObject *)base, name);         \
-    if (st->field == NULL)                                              \
-        return -1;
-    BASE_METHOD(base_result, "result");
-    BASE_METHOD(base_exception, "exception");
-    BASE_METHOD(base_set_running, "set_running_or_notify_cancel");
-    BASE_METHOD(base_set_result, "set_result");
-    BASE_METHOD(base_set_exception, "set_exception");
-    BASE_METHOD(base_add_done_callback, "add_done_callback");
-#undef BASE_METHOD
-
     Py_ssize_t offset = base->tp_basicsize;
     offset = (offset + (Py_ssize_t)_Alignof(fe_fut) - 1) & ~((Py_ssize_t)_Alignof(fe_fut) - 1);
     if (fut_offset >= 0 && fut_offset != offset) {

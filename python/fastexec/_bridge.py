@@ -14,15 +14,11 @@ import contextvars
 import functools
 
 from . import _fastexec
+from ._executor import ThreadPoolExecutor
 
 _orig_run_in_executor = _base_events.BaseEventLoop.run_in_executor
 _orig_to_thread = _threads.to_thread
 _installed = False
-
-
-def _pool_class():
-    from . import ThreadPoolExecutor
-    return ThreadPoolExecutor
 
 
 def _default_executor(loop):
@@ -37,7 +33,7 @@ def _default_executor(loop):
     # Only check when the default executor is being used (as the stdlib).
     loop._check_default_executor()
     if executor is None:
-        executor = _pool_class()(thread_name_prefix="asyncio")
+        executor = ThreadPoolExecutor(thread_name_prefix="asyncio")
         loop._default_executor = executor
     return executor
 
