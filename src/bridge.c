@@ -234,7 +234,16 @@ resolve_job(fe_state *st, fe_job *job)
         r = PyObject_CallMethodOneArg(fut, st->s_set_result, job->value);
     }
     else {
-        PyObject *exc = job->value;
+        /* As the stdlib's _copy_future_state: concurrent.futures'
+         * CancelledError, InvalidStateError (and, before 3.11, TimeoutError)
+         * become asyncio's, by asyncio's own _convert_future_exc (so each
+         * version's rules, traceback included).  A relay's outcome was
+         * converted already; converting again changes nothing. */
+        PyObject *exc = PyObject_CallOneArg(st->convert_future_exc, job->value);
+        if (exc == NULL) {
+            r = NULL;
+            goto done;
+        }
         if (PyErr_GivenExceptionMatches(exc, PyExc_StopIteration)) {
             /* asyncio futures refuse StopIteration (the stdlib bridge then
              * leaves the awaiting task hanging); deliver what a coroutine
@@ -242,6 +251,7 @@ resolve_job(fe_state *st, fe_job *job)
             PyObject *rt = PyObject_CallFunction(
                 PyExc_RuntimeError, "s", "StopIteration raised in an executor job");
             if (rt == NULL) {
+                Py_DECREF(exc);
                 r = NULL;
                 goto done;
             }
@@ -252,6 +262,7 @@ resolve_job(fe_state *st, fe_job *job)
         }
         else
             r = PyObject_CallMethodOneArg(fut, st->s_set_exception, exc);
+        Py_DECREF(exc);
     }
 done:
     if (r == NULL)

@@ -276,7 +276,7 @@ pool_run_on(fe_pool *self, PyObject *const *args, Py_ssize_t nargs)
     return pool_run_impl(self, args[0], ctx, args[2], targs, kw);
 }
 
-/* map(fn, *iterables, timeout=None, chunksize=1) */
+/* map(fn, *iterables, timeout=None, chunksize=1, buffersize=None) */
 static PyObject *
 pool_map(fe_pool *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
@@ -284,6 +284,7 @@ pool_map(fe_pool *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     fe_core *c = self->core;
     fe_state *st = c->st;
     PyObject *timeout = Py_None;
+    PyObject *buffersize = NULL;
 
     /* A subclass that overrides submit() (to count, trace, propagate
      * context...) expects map() to go through it, as the stdlib's does. */
@@ -291,6 +292,26 @@ pool_map(fe_pool *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
     if (submit == NULL)
         return NULL;
     Py_DECREF(submit);
+    /* map(..., buffersize=N) (3.14's, offered on every version): at most N
+     * calls ahead of the consumer, through submit(), by the Python side
+     * (_map_buffered, the stdlib's algorithm); buffersize=None is the
+     * eager map below, unless submit is overridden (then _map_buffered
+     * calls it, where the stdlib's map before 3.14 knows no buffersize). */
+    if (kwnames != NULL) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(kwnames); i++) {
+            if (PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, i),
+                                                 "buffersize") == 0)
+                buffersize = args[nargs + i];
+        }
+    }
+    if (buffersize != NULL && (buffersize != Py_None || submit != st->submit_descr)) {
+        PyObject *meth = PyObject_GetAttrString((PyObject *)self, "_map_buffered");
+        if (meth == NULL)
+            return NULL;
+        PyObject *res = PyObject_Vectorcall(meth, args, nargs, kwnames);
+        Py_DECREF(meth);
+        return res;
+    }
     if (submit != st->submit_descr) {
         Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
         PyObject **full = PyMem_Malloc((nargs + nkw + 1) * sizeof(PyObject *));
@@ -309,6 +330,8 @@ pool_map(fe_pool *self, PyObject *const *args, size_t nargsf, PyObject *kwnames)
                 timeout = args[nargs + i];
             else if (PyUnicode_CompareWithASCIIString(name, "chunksize") == 0)
                 ;  /* used by process pools only, as in the stdlib */
+            else if (PyUnicode_CompareWithASCIIString(name, "buffersize") == 0)
+                ;  /* None here (above) */
             else {
                 PyErr_Format(PyExc_TypeError,
                              "map() got an unexpected keyword argument '%U'", name);
@@ -411,9 +434,10 @@ static PyMethodDef pool_methods[] = {
      "concurrent.futures.Future."},
     {"map", (PyCFunction)(void (*)(void))pool_map,
      METH_FASTCALL | METH_KEYWORDS,
-     "map($self, fn, *iterables, timeout=None, chunksize=1)\n--\n\n"
+     "map($self, fn, *iterables, timeout=None, chunksize=1, buffersize=None)\n--\n\n"
      "Like map(fn, *iterables), the calls run in the pool.  All calls are "
-     "submitted at once; results come in order; a TimeoutError or an "
+     "submitted at once (with buffersize=N: at most N ahead of the consumer, "
+     "as in 3.14); results come in order; a TimeoutError or an "
      "exception from fn cancels the calls that haven't started."},
     {"run", (PyCFunction)(void (*)(void))pool_run,
      METH_FASTCALL | METH_KEYWORDS,

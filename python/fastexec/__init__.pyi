@@ -43,27 +43,20 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
         initargs: tuple[Any, ...] = (),
         *,
         idle_timeout: float | None = None,
+        **ctxkwargs: Any,
     ) -> None: ...
     def submit(
         self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
     ) -> Future[_T]: ...
-    if sys.version_info >= (3, 14):
-        # No ``buffersize`` (added to Executor.map in 3.14) yet.
-        def map(  # type: ignore[override]
-            self,
-            fn: Callable[..., _T],
-            *iterables: Iterable[Any],
-            timeout: float | None = None,
-            chunksize: int = 1,
-        ) -> Iterator[_T]: ...
-    else:
-        def map(
-            self,
-            fn: Callable[..., _T],
-            *iterables: Iterable[Any],
-            timeout: float | None = None,
-            chunksize: int = 1,
-        ) -> Iterator[_T]: ...
+    # buffersize (3.14's) on every version.
+    def map(
+        self,
+        fn: Callable[..., _T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[_T]: ...
 
     def run(
         self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs

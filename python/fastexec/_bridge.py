@@ -12,9 +12,17 @@ import asyncio.threads as _threads
 import concurrent.futures
 import contextvars
 import functools
+import inspect
+import sys
 
 from . import _fastexec
 from ._executor import ThreadPoolExecutor
+
+_POOL_SUBMIT = _fastexec.Pool.submit
+# asyncio.iscoroutinefunction is deprecated from 3.14 (removed in 3.16);
+# before, it also knows the legacy @asyncio.coroutine marker.
+_iscoroutinefunction = (inspect.iscoroutinefunction if sys.version_info >= (3, 14)
+                        else asyncio.iscoroutinefunction)
 
 _orig_run_in_executor = _base_events.BaseEventLoop.run_in_executor
 _orig_to_thread = _threads.to_thread
@@ -38,13 +46,21 @@ def _default_executor(loop):
     return executor
 
 
+def _fast(executor):
+    """True where the stdlib path would call our own submit: a fastexec
+    pool whose class does not override submit (a subclass's submit --
+    context propagation, tracing, admission control -- is kept)."""
+    return (isinstance(executor, _fastexec.Pool)
+            and type(executor).submit is _POOL_SUBMIT)
+
+
 def _check_callback(loop, func):
     # What the loop's own run_in_executor would refuse: the stdlib loops check
     # in debug mode only; uvloop refuses coroutines always.
     if isinstance(loop, _base_events.BaseEventLoop):
         if loop.get_debug():
             loop._check_callback(func, "run_in_executor")
-    elif asyncio.iscoroutine(func) or asyncio.iscoroutinefunction(func):
+    elif asyncio.iscoroutine(func) or _iscoroutinefunction(func):
         raise TypeError("coroutines cannot be used with run_in_executor()")
 
 
@@ -68,7 +84,7 @@ def run_in_executor(executor, func, /, *args, **kwargs):
         executor = _default_executor(loop)
         if executor is None:  # a loop whose default we can't see (uvloop)
             return _stdlib_path(loop, None, func, args, kwargs)
-    if isinstance(executor, _fastexec.Pool):
+    if _fast(executor):
         return executor._run_on(loop, None, func, args, kwargs)
     return _stdlib_path(loop, executor, func, args, kwargs)
 
@@ -79,7 +95,7 @@ async def to_thread(func, /, *args, **kwargs):
     loop = asyncio.get_running_loop()
     ctx = contextvars.copy_context()
     executor = _default_executor(loop)
-    if isinstance(executor, _fastexec.Pool):
+    if _fast(executor):
         return await executor._run_on(loop, ctx, func, args, kwargs)
     func_call = functools.partial(ctx.run, func, *args, **kwargs)
     return await loop.run_in_executor(executor, func_call)
@@ -104,13 +120,13 @@ def wrap_future(future, *, loop=None):
 def _run_in_executor_method(self, executor, func, *args):
     # Installed as BaseEventLoop.run_in_executor: the stdlib's checks, in the
     # stdlib's order, then the fast path for fastexec pools.
-    if executor is None or isinstance(executor, _fastexec.Pool):
+    if executor is None or _fast(executor):
         self._check_closed()
         if self._debug:
             self._check_callback(func, "run_in_executor")
         if executor is None:
             executor = _default_executor(self)
-        if isinstance(executor, _fastexec.Pool):
+        if _fast(executor):
             return executor._run_on(self, None, func, args, None)
     return _orig_run_in_executor(self, executor, func, *args)
 
