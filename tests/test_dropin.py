@@ -490,8 +490,9 @@ def test_own_worker_context_subclass_is_the_stdlib_pool():
         finally:
             fastexec.uninstall()
         b = await fastexec.run_in_executor(pool, abs, -5)
-        return a, b
-    assert run(main()) == (("ctx", 4), ("ctx", 5))
+        c = await pool.run(abs, -6)
+        return a, b, c
+    assert run(main()) == (("ctx", 4), ("ctx", 5), ("ctx", 6))
     pool.shutdown()
     assert log == ["init", "fini"]
 
@@ -599,3 +600,50 @@ def test_check_callback_refuses_coroutine_functions_without_warning():
         with pytest.raises(TypeError, match="coroutines cannot be used"):
             _bridge._check_callback(NotBase(), coro)
         _bridge._check_callback(NotBase(), abs)
+
+
+# ------------------------------- the stdlib bridge on our futures (3.15)
+
+@pytest.mark.parametrize("outcome", ["result", "exception", "cancelled",
+                                     "cf_cancelled_error"])
+def test_stdlib_wrap_future_on_our_future(outcome):
+    """asyncio.wrap_future's _copy_future_state (3.15: source._get_snapshot())
+    reads our C future as the stdlib's."""
+    gate = threading.Event()
+
+    async def main():
+        pool = fastexec.ThreadPoolExecutor(1)
+        try:
+            if outcome == "cancelled":
+                blocker = pool.submit(gate.wait, WAIT)
+                fut = pool.submit(abs, -1)
+                assert fut.cancel()
+                gate.set()
+                blocker.result(WAIT)
+            elif outcome == "result":
+                fut = pool.submit(abs, -1)
+            elif outcome == "exception":
+                fut = pool.submit(divmod, 1, 0)
+            else:
+                fut = pool.submit(_raiser(concurrent.futures.CancelledError("c")))
+            if sys.version_info >= (3, 15):
+                fut.exception(WAIT) if not fut.cancelled() else None
+                snap = fut._get_snapshot()
+                assert snap[0] is True
+                assert snap[1] is (outcome == "cancelled")
+            try:
+                return ("ok", await asyncio.wrap_future(fut))
+            except BaseException as exc:
+                return ("raised", type(exc))
+        finally:
+            gate.set()
+            pool.shutdown()
+
+    got = run(main())
+    expected = {
+        "result": ("ok", 1),
+        "exception": ("raised", ZeroDivisionError),
+        "cancelled": ("raised", asyncio.CancelledError),
+        "cf_cancelled_error": ("raised", asyncio.CancelledError),
+    }[outcome]
+    assert got == expected
