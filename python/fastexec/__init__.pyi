@@ -1,7 +1,6 @@
 import asyncio
 import concurrent.futures
 import concurrent.futures.thread
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
