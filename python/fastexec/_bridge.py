@@ -134,15 +134,22 @@ def _run_in_executor_method(self, executor, func, *args):
 _run_in_executor_method.__doc__ = _orig_run_in_executor.__doc__
 
 
-def install():
+def install(*, anyio=True):
     """Make unchanged asyncio code take the fast path on the stdlib loops.
 
     Patches ``BaseEventLoop.run_in_executor`` (so ``run_in_executor(None |
     fastexec pool)``, ``getaddrinfo`` and friends take the fast path, and a
     loop with no default executor gets a fastexec pool) and
-    ``asyncio.to_thread``.  ``uninstall()`` restores the stdlib exactly.
+    ``asyncio.to_thread``; with ``anyio=True`` (the default) and anyio 4.x
+    installed, also ``anyio.to_thread.run_sync`` on anyio's asyncio backend
+    (see ``fastexec._anyio``).  ``uninstall()`` restores them exactly.
     """
     global _installed
+    from . import _anyio
+    if anyio:
+        _anyio.install()
+    else:
+        _anyio.uninstall()
     _base_events.BaseEventLoop.run_in_executor = _run_in_executor_method
     _threads.to_thread = to_thread
     asyncio.to_thread = to_thread
@@ -152,6 +159,8 @@ def install():
 def uninstall():
     """Undo ``install()``: the stdlib's functions are put back."""
     global _installed
+    from . import _anyio
+    _anyio.uninstall()
     _base_events.BaseEventLoop.run_in_executor = _orig_run_in_executor
     _threads.to_thread = _orig_to_thread
     asyncio.to_thread = _orig_to_thread
