@@ -105,6 +105,38 @@ idle_remove(fe_core *c, fe_worker *w)
     assert(c->nidle >= 0);
 }
 
+/* A worker "heads for the queue" from the moment it starts delivering a
+ * job's outcome, or is woken, or finds the queue empty and lets the GIL go
+ * to spin or to wait, until it takes a job, goes on the idle stack or
+ * exits.  It is sure to look at the queue before waiting, so fe_core_enqueue
+ * wakes or starts no worker for a job that a heading worker will take.
+ * Delivering an outcome wakes the awaiting loop (call_soon_threadsafe lets
+ * the GIL go in its write), which may queue the next job before this worker
+ * has looked at the queue again: counting it from there on is what keeps a
+ * sequential round trip on one thread, as the stdlib's and anyio's pools do.
+ * The flag is only touched by its worker, or under mu while the worker is on
+ * the idle stack (wake_one); the counter is atomic (read under mu by
+ * fe_core_enqueue, changed by a running worker without it). */
+static inline void
+worker_heading(fe_core *c, fe_worker *w)
+{
+    if (!w->heading) {
+        w->heading = 1;
+        __atomic_fetch_add(&c->nheading, 1, __ATOMIC_SEQ_CST);
+    }
+}
+
+/* It took a job, waits, or exits.  mu held. */
+static inline void
+worker_back(fe_core *c, fe_worker *w)
+{
+    FE_ASSERT_HELD(&c->mu);
+    if (w->heading) {
+        w->heading = 0;
+        __atomic_fetch_sub(&c->nheading, 1, __ATOMIC_SEQ_CST);
+    }
+}
+
 /* Wake the most recently idle worker (LIFO: its cache is warm, and the
  * others stay asleep long enough to reach idle_timeout). mu held. */
 static inline int
@@ -116,6 +148,7 @@ wake_one(fe_core *c)
         return 0;
     idle_remove(c, w);
     w->woken = 1;
+    worker_heading(c, w);
     pthread_cond_signal(&w->cv);
     return 1;
 }
@@ -332,8 +365,11 @@ fe_core_enqueue(fe_core *c, fe_job *job)
     if (c->queue.head == NULL)
         fe_spin_job_arrives(&c->spin);
     queue_push(c, job);
-    /* A spinning worker takes the first queued job without being woken. */
+    /* A spinning worker takes the first queued job without being woken;
+     * so do the workers heading for the queue (see worker_heading). */
     if (c->spinning && c->queue.n == 1)
+        ;
+    else if (c->queue.n <= __atomic_load_n(&c->nheading, __ATOMIC_SEQ_CST))
         ;
     else if (!wake_one(c) && c->nthreads < c->max_workers) {
         c->nthreads++;
@@ -365,6 +401,7 @@ core_run_job(fe_core *c, fe_worker *w, fe_job *job)
         return FE_CANCELLED;
     }
     PyObject *value = fe_job_call(job);
+    worker_heading(c, w);
     fe_outcome outcome = FE_RESULT;
     if (value == NULL) {
         value = fe_fetch_exception();
@@ -408,6 +445,7 @@ core_next_job(fe_core *c, fe_worker *w, fe_outcome prev, int *idle_exit)
          * work is queued, a worker runs it back to back, keeping the GIL. */
         job = queue_pop(c);
         if (job != NULL) {
+            worker_back(c, w);
             w->current = job;
             w->busy = 1;
             c->nrunning++;
@@ -415,10 +453,13 @@ core_next_job(fe_core *c, fe_worker *w, fe_outcome prev, int *idle_exit)
             return job;
         }
         if (core_should_exit(c)) {
+            worker_back(c, w);
             c->nthreads--;
             fe_mutex_unlock(&c->mu);
             return NULL;
         }
+        /* Heading for the queue until it looks at it again below. */
+        worker_heading(c, w);
         fe_spin_queue_empty(&c->spin);
         int spin = !c->spinning && c->spin.budget > 0;
         int leave = 0, caught = 0;
@@ -441,6 +482,7 @@ core_next_job(fe_core *c, fe_worker *w, fe_outcome prev, int *idle_exit)
             c->spinning = 0;
         }
         while (c->queue.head == NULL) {
+            worker_back(c, w);
             if (core_should_exit(c)) {
                 c->nthreads--;
                 leave = 1;
@@ -559,6 +601,7 @@ core_worker(fe_core *c, PyObject *ticket)
     w.current = NULL;
     w.busy = 0;
     w.woken = 0;
+    w.heading = 0;
     w.tid = pthread_self();
     /* On the list of all workers from the start (the initializer included),
      * so that a fork() from inside this thread knows it survives. */

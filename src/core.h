@@ -33,6 +33,7 @@ typedef struct fe_worker {
     int busy;                     /* counted in nrunning: from taking a job
                                      to counting its outcome */
     int woken;                    /* set by the thread that popped it */
+    int heading;                  /* counted in core->nheading (core.c) */
 } fe_worker;
 
 typedef struct fe_core {
@@ -51,6 +52,9 @@ typedef struct fe_core {
     int nrunning;                 /* jobs in a worker's hands */
     int max_workers;
     int spinning;                 /* a worker is spinning for the next job */
+    int nheading;                 /* workers that will look at the queue
+                                     before they wait (atomic; core.c,
+                                     worker_heading) */
     fe_spin spin;                 /* spin.h */
     int shutdown;                 /* no new work; workers leave when queue empty */
     int broken;                   /* an initializer failed */

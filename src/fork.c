@@ -78,6 +78,9 @@ fork_child(void)
         c->idle = NULL;
         c->nidle = 0;
         c->spinning = 0;
+        c->nheading = 0;
+        if (survivor != NULL)
+            survivor->heading = 0;
         c->nthreads = survivor != NULL;
         c->nrunning = survivor != NULL && survivor->busy;
         /* Threads that were being started are gone; so are the waiters of
