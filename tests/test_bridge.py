@@ -60,12 +60,16 @@ def _uvloop_factory():
     return uvloop.new_event_loop
 
 
-LOOP_KINDS = ["asyncio", "uvloop"]
+# "uvloop-fastexec": fastexec.new_uvloop_event_loop (tests/test_ecosystem.py).
+LOOP_KINDS = ["asyncio", "uvloop", "uvloop-fastexec"]
 
 
 def factory_for(kind):
     if kind == "asyncio":
         return asyncio.new_event_loop
+    if kind == "uvloop-fastexec":
+        _uvloop_factory()
+        return fastexec.new_uvloop_event_loop
     return _uvloop_factory()
 
 

@@ -21,6 +21,7 @@ from ._bridge import (
     uninstall,
     wrap_future,
 )
+from ._uvloop import new_uvloop_event_loop
 
 __all__ = [
     "ThreadPoolExecutor",
@@ -31,6 +32,7 @@ __all__ = [
     "uninstall",
     "installed",
     "new_event_loop",
+    "new_uvloop_event_loop",
 ]
 
 __version__ = "0.1.0"
