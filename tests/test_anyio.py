@@ -368,15 +368,28 @@ def test_threads_end_with_the_run(hooked):
         assert not t.is_alive()
 
 
-def test_a_run_does_not_keep_its_loop_alive(hooked):
+def test_a_run_does_not_keep_its_loop_alive():
+    """The hook keeps no loop alive that anyio itself would not keep (some
+    anyio 4.x versions keep the last run's loop, anyio issue #1203)."""
+    import weakref
+
     async def main():
         await anyio.to_thread.run_sync(int)
-        import weakref
         return weakref.ref(asyncio.get_running_loop())
 
-    ref = run(main)
-    gc.collect()
-    assert ref() is None
+    def loop_kept():
+        ref = run(main)
+        gc.collect()
+        return ref() is not None
+
+    anyio_keeps_it = loop_kept()
+    fastexec.install()
+    try:
+        assert _anyio.installed()
+        assert loop_kept() is anyio_keeps_it
+    finally:
+        fastexec.uninstall()
+    assert loop_kept() is anyio_keeps_it
 
 
 def test_sequential_round_trips_keep_one_thread():
@@ -536,6 +549,7 @@ def _run_anyio_suite(root, hook, workdir, tests=None, tag=""):
     return proc, outcomes, info
 
 
+@pytest.mark.timeout(1800)
 def test_anyio_own_test_suite(tmp_path):
     """anyio's own tests for threads pass with the hook as they do without."""
     for mod in ("trustme", "pytest_mock", "pytest_timeout"):
