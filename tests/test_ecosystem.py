@@ -35,6 +35,16 @@ WAIT = 30.0
 pytestmark = pytest.mark.timeout(120)
 
 
+def require(module):
+    """Import a package of fastexec's `test` extra; missing, the test FAILS
+    (it is not skipped: every one installs on every supported Python)."""
+    try:
+        return __import__(module)
+    except ImportError as exc:
+        pytest.fail("%s is missing (%s): it is in fastexec's `test` extra, "
+                    "pip install -e '.[test]'" % (module, exc), pytrace=False)
+
+
 def thread_name():
     return threading.current_thread().name
 
@@ -50,7 +60,7 @@ def boom(msg):
 # ------------------------------------------------------------------ uvloop
 
 def test_uvloop_flavour_takes_the_fast_path():
-    uvloop = pytest.importorskip("uvloop")
+    uvloop = require("uvloop")
     counted = []
     orig_submit = fastexec.ThreadPoolExecutor.submit
 
@@ -95,7 +105,7 @@ def test_uvloop_flavour_takes_the_fast_path():
 
 
 def test_uvloop_flavour_keeps_other_executors_and_set_default():
-    pytest.importorskip("uvloop")
+    require("uvloop")
     stdlib_pool = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="std")
     lp = fastexec.new_uvloop_event_loop()
     try:
@@ -113,22 +123,25 @@ def test_uvloop_flavour_keeps_other_executors_and_set_default():
     assert stdlib_pool._shutdown
 
 
+async def _which_loop():
+    lp = asyncio.get_running_loop()
+    return type(lp).__name__, await asyncio.to_thread(thread_name)
+
+
+def test_uvloop_flavour_with_uvloop_run():
+    uvloop = require("uvloop")
+    assert uvloop.run(_which_loop(), loop_factory=fastexec.new_uvloop_event_loop) \
+        == ("FastexecUVLoop", "uvloop_0")
+
+
 @pytest.mark.skipif(sys.version_info < (3, 12),
                     reason="asyncio.run(loop_factory=) and asyncio.Runner are 3.12+")
-def test_uvloop_flavour_as_loop_factory():
-    uvloop = pytest.importorskip("uvloop")
-
-    async def main():
-        lp = asyncio.get_running_loop()
-        return type(lp).__name__, await asyncio.to_thread(thread_name)
-
-    assert asyncio.run(main(), loop_factory=fastexec.new_uvloop_event_loop) == \
-        ("FastexecUVLoop", "uvloop_0")
+def test_uvloop_flavour_as_asyncio_loop_factory():
+    require("uvloop")
+    assert asyncio.run(_which_loop(), loop_factory=fastexec.new_uvloop_event_loop) \
+        == ("FastexecUVLoop", "uvloop_0")
     with asyncio.Runner(loop_factory=fastexec.new_uvloop_event_loop) as runner:
-        assert runner.run(main())[0] == "FastexecUVLoop"
-    if "loop_factory" in getattr(uvloop.run, "__code__", main.__code__).co_varnames:
-        assert uvloop.run(main(), loop_factory=fastexec.new_uvloop_event_loop)[0] \
-            == "FastexecUVLoop"
+        assert runner.run(_which_loop()) == ("FastexecUVLoop", "uvloop_0")
 
 
 # ---------------------------------------------- distributed executors
@@ -220,7 +233,7 @@ def _check_cancel_like_stdlib(executor, n_blockers, cancelled):
 
 @pytest.fixture(scope="module")
 def dask_client():
-    distributed = pytest.importorskip("distributed")
+    distributed = require("distributed")
     cluster = distributed.LocalCluster(
         n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
         host="127.0.0.1", dashboard_address=None)
@@ -257,7 +270,7 @@ def test_dask_native_futures_via_wrap_future(dask_client):
 
 @pytest.fixture(scope="module")
 def loky_executor():
-    loky = pytest.importorskip("loky")
+    loky = require("loky")
     executor = loky.get_reusable_executor(max_workers=1, timeout=60)
     yield executor
     executor.shutdown(wait=True)
@@ -351,11 +364,11 @@ def _load(url, n_requests, concurrency):
 @pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
 @pytest.mark.parametrize("hooked", [True, False], ids=["install", "no-install"])
 def test_starlette_sync_endpoints_under_uvicorn(loop_kind, hooked):
-    pytest.importorskip("starlette")
-    pytest.importorskip("uvicorn")
-    httpx = pytest.importorskip("httpx")
+    require("starlette")
+    require("uvicorn")
+    httpx = require("httpx")
     if loop_kind == "uvloop":
-        pytest.importorskip("uvloop")
+        require("uvloop")
     if hooked:
         fastexec.install()
     try:
