@@ -24,19 +24,17 @@ import sys
 import tarfile
 import tempfile
 import threading
-import warnings
 import xml.etree.ElementTree as ET
 
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
 import pytest
+from anyio._backends._asyncio import AsyncIOBackend
 
 import fastexec
 from fastexec import _anyio
-
-import anyio  # noqa: E402
-import anyio.from_thread  # noqa: E402
-import anyio.lowlevel  # noqa: E402
-import anyio.to_thread  # noqa: E402
-from anyio._backends._asyncio import AsyncIOBackend  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,6 +15,7 @@ __all__ = [
     "uninstall",
     "installed",
     "new_event_loop",
+    "new_uvloop_event_loop",
 ]
 
 _T = TypeVar("_T")
