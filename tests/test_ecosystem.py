@@ -59,7 +59,7 @@ def boom(msg):
 
 # ------------------------------------------------------------------ uvloop
 
-def test_uvloop_flavour_takes_the_fast_path():
+def test_uvloop_flavour_takes_the_fast_path(monkeypatch):
     uvloop = require("uvloop")
     counted = []
     orig_submit = fastexec.ThreadPoolExecutor.submit
@@ -69,7 +69,9 @@ def test_uvloop_flavour_takes_the_fast_path():
         return orig_submit(self, *args, **kwargs)
 
     pool = fastexec.ThreadPoolExecutor(max_workers=2, thread_name_prefix="mine")
-    fastexec.ThreadPoolExecutor.submit = counting_submit
+    monkeypatch.setattr(fastexec.ThreadPoolExecutor, "submit", counting_submit)
+    # The instrument stands for our own submit (not a subclass's override).
+    monkeypatch.setattr(fastexec._bridge, "_POOL_SUBMIT", counting_submit)
     lp = fastexec.new_uvloop_event_loop()
     try:
         assert isinstance(lp, uvloop.Loop)
@@ -97,7 +99,6 @@ def test_uvloop_flavour_takes_the_fast_path():
         with pytest.raises(RuntimeError, match="Executor shutdown has been called"):
             lp.run_in_executor(None, int)
     finally:
-        fastexec.ThreadPoolExecutor.submit = orig_submit
         lp.close()
         pool.shutdown(wait=True)
     with pytest.raises(RuntimeError, match="closed"):
@@ -132,6 +133,31 @@ def test_uvloop_flavour_with_uvloop_run():
     uvloop = require("uvloop")
     assert uvloop.run(_which_loop(), loop_factory=fastexec.new_uvloop_event_loop) \
         == ("FastexecUVLoop", "uvloop_0")
+
+
+def test_uvloop_flavour_keeps_an_overridden_submit():
+    require("uvloop")
+    calls = []
+
+    class Traced(fastexec.ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            calls.append(fn)
+            return super().submit(fn, *args, **kwargs)
+
+    pool = Traced(max_workers=1)
+    lp = fastexec.new_uvloop_event_loop()
+    try:
+        lp.set_default_executor(pool)
+
+        async def main():
+            return (await lp.run_in_executor(pool, operator.add, 1, 2),
+                    await lp.run_in_executor(None, operator.add, 3, 4))
+
+        assert lp.run_until_complete(asyncio.wait_for(main(), WAIT)) == (3, 7)
+        assert calls == [operator.add, operator.add]
+    finally:
+        lp.run_until_complete(asyncio.wait_for(lp.shutdown_default_executor(), WAIT))
+        lp.close()
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12),

@@ -15,8 +15,6 @@ uvloop resolves names itself (libuv's ``getaddrinfo``, not an executor), so
 Any other executor keeps uvloop's own path (``submit`` + ``wrap_future``).
 """
 
-from . import _fastexec
-
 EXECUTOR_SHUTDOWN_MSG = "Executor shutdown has been called"
 
 _classes = {}
@@ -28,7 +26,7 @@ def _loop_class():
         return cls
     import uvloop
 
-    from ._bridge import _check_callback
+    from ._bridge import _check_callback, _fast
 
     class FastexecUVLoop(uvloop.Loop):
         """A uvloop loop whose default executor and fastexec pools take
@@ -38,7 +36,9 @@ def _loop_class():
         _fastexec_default_shut = False
 
         def run_in_executor(self, executor, func, *args):
-            if executor is None or isinstance(executor, _fastexec.Pool):
+            # The fast path only where uvloop would call our own submit (a
+            # subclass's own submit is kept, as on the stdlib loops).
+            if executor is None or _fast(executor):
                 # uvloop's own checks, in its order.
                 _check_callback(self, func)
                 if self.is_closed():
@@ -51,7 +51,7 @@ def _loop_class():
                         from . import ThreadPoolExecutor
                         executor = ThreadPoolExecutor(thread_name_prefix="uvloop")
                         self.set_default_executor(executor)
-                if isinstance(executor, _fastexec.Pool):
+                if _fast(executor):
                     return executor._run_on(self, None, func, args, None)
             return super().run_in_executor(executor, func, *args)
 
