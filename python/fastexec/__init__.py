@@ -22,6 +22,7 @@ from ._bridge import (
     wrap_future,
 )
 from ._uvloop import new_uvloop_event_loop
+from ._status import SlowPathWarning, status
 
 __all__ = [
     "ThreadPoolExecutor",
@@ -33,6 +34,8 @@ __all__ = [
     "installed",
     "new_event_loop",
     "new_uvloop_event_loop",
+    "status",
+    "SlowPathWarning",
 ]
 
 __version__ = "0.1.0"

@@ -15,7 +15,7 @@ import functools
 import inspect
 import sys
 
-from . import _fastexec
+from . import _fastexec, _status
 from ._executor import ThreadPoolExecutor
 
 _POOL_SUBMIT = _fastexec.Pool.submit
@@ -43,6 +43,8 @@ def _default_executor(loop):
     if executor is None:
         executor = ThreadPoolExecutor(thread_name_prefix="asyncio")
         loop._default_executor = executor
+    elif not isinstance(executor, _fastexec.Pool):
+        _status.warn_foreign_default(executor)
     return executor
 
 
@@ -134,7 +136,7 @@ def _run_in_executor_method(self, executor, func, *args):
 _run_in_executor_method.__doc__ = _orig_run_in_executor.__doc__
 
 
-def install(*, anyio=True):
+def install(*, anyio=True, pool=False):
     """Make unchanged asyncio code take the fast path on the stdlib loops.
 
     Patches ``BaseEventLoop.run_in_executor`` (so ``run_in_executor(None |
@@ -143,9 +145,16 @@ def install(*, anyio=True):
     ``asyncio.to_thread``; with ``anyio=True`` (the default) and anyio 4.x
     installed, also ``anyio.to_thread.run_sync`` on anyio's asyncio backend
     (see ``fastexec._anyio``).  ``uninstall()`` restores them exactly.
+    ``pool=True`` also makes ``concurrent.futures.ThreadPoolExecutor``
+    fastexec's pool, for the pools created from then on.  Calling it again
+    changes nothing but the ``anyio`` and ``pool`` choices.  A default
+    executor that is not a fastexec pool is kept, and the first call that it
+    puts on the stdlib path warns (``fastexec.SlowPathWarning``).  See
+    ``fastexec.status()``.
     """
     global _installed
     from . import _anyio
+    _status.set_pool_replaced(pool)
     if anyio:
         _anyio.install()
     else:
@@ -160,6 +169,7 @@ def uninstall():
     """Undo ``install()``: the stdlib's functions are put back."""
     global _installed
     from . import _anyio
+    _status.set_pool_replaced(False)
     _anyio.uninstall()
     _base_events.BaseEventLoop.run_in_executor = _orig_run_in_executor
     _threads.to_thread = _orig_to_thread
