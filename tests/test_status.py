@@ -1,0 +1,120 @@
+"""install()'s choices (twice, pool=True, a foreign default executor, a loop
+it can't patch) and fastexec.status()."""
+
+import asyncio
+import asyncio.base_events
+import concurrent.futures
+import concurrent.futures.thread
+import warnings
+
+import pytest
+
+import fastexec
+
+STDLIB_POOL = concurrent.futures.thread.ThreadPoolExecutor
+PATH_NONE = "loop.run_in_executor(None, ...)"
+
+
+@pytest.fixture(autouse=True)
+def restore():
+    fastexec.uninstall()
+    yield
+    fastexec.uninstall()
+    assert concurrent.futures.ThreadPoolExecutor is STDLIB_POOL
+
+
+def test_status_without_install():
+    st = fastexec.status()
+    assert st["version"] == fastexec.__version__
+    assert st["installed"] is False and st["pool_replaced"] is False
+    assert st["loop_running"] is False
+    assert st["paths"][PATH_NONE].startswith("stdlib: install() is not in effect")
+    assert st["paths"]["asyncio.to_thread"].startswith("stdlib:")
+    assert st["paths"]["pool.run / fastexec.run_in_executor(pool, ...)"] == "fast"
+    text = str(st)
+    assert "install(): not in effect" in text and PATH_NONE in text
+
+
+def test_install_twice_and_uninstall_once():
+    orig = asyncio.base_events.BaseEventLoop.run_in_executor
+    fastexec.install()
+    patched = asyncio.base_events.BaseEventLoop.run_in_executor
+    fastexec.install()
+    assert asyncio.base_events.BaseEventLoop.run_in_executor is patched
+    assert fastexec.installed()
+    assert all(v == "fast" for v in fastexec.status()["paths"].values())
+    fastexec.uninstall()
+    assert asyncio.base_events.BaseEventLoop.run_in_executor is orig
+    assert asyncio.to_thread.__module__ == "asyncio.threads"
+    assert not fastexec.installed()
+
+
+def test_foreign_default_executor_warns_once_and_status_says_why():
+    fastexec.install()
+    foreign = STDLIB_POOL(max_workers=2)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(foreign)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            await loop.run_in_executor(None, int)   # this line is blamed
+            await loop.run_in_executor(None, int)
+            await asyncio.to_thread(int)
+        return caught, fastexec.status()
+
+    caught, st = asyncio.run(main())
+    assert [w.category for w in caught] == [fastexec.SlowPathWarning]
+    assert caught[0].filename == __file__
+    assert "concurrent.futures.thread.ThreadPoolExecutor" in str(caught[0].message)
+    assert st["loop_running"] is True
+    assert "not a fastexec pool" in st["paths"][PATH_NONE]
+    assert "not a fastexec pool" in st["paths"]["asyncio.to_thread"]
+    assert st["paths"]["loop.run_in_executor(fastexec pool, ...)"] == "fast"
+
+
+def test_install_pool_replaces_the_class():
+    fastexec.install(pool=True)
+    assert concurrent.futures.ThreadPoolExecutor is fastexec.ThreadPoolExecutor
+    # Only the public name: the stdlib module keeps its class.
+    assert concurrent.futures.thread.ThreadPoolExecutor is STDLIB_POOL
+    assert fastexec.status()["pool_replaced"] is True
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            await loop.run_in_executor(None, int)
+        return fastexec.status()
+
+    st = asyncio.run(main())
+    assert st["paths"][PATH_NONE] == "fast"
+    # Calling again changes only the pool choice.
+    fastexec.install()
+    assert concurrent.futures.ThreadPoolExecutor is STDLIB_POOL
+    assert fastexec.installed()
+
+
+def test_status_on_uvloop():
+    uvloop = pytest.importorskip("uvloop")
+    fastexec.install()
+    loop = uvloop.new_event_loop()
+    try:
+        st = fastexec.status(loop)
+    finally:
+        loop.close()
+    assert st["loop"].startswith("uvloop")
+    assert "has its own run_in_executor" in st["paths"][PATH_NONE]
+    assert st["paths"]["pool.run / fastexec.run_in_executor(pool, ...)"] == "fast"
+
+
+def test_new_event_loop_is_fast_without_install():
+    loop = fastexec.new_event_loop()
+    try:
+        st = fastexec.status(loop)
+    finally:
+        loop.close()
+    assert st["installed"] is False
+    assert st["paths"][PATH_NONE] == "fast"
+    assert st["paths"]["asyncio.to_thread"].startswith("stdlib:")
