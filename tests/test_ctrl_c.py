@@ -80,6 +80,22 @@ elif scenario == "result":
     except KeyboardInterrupt:
         say("interrupted")
         raise
+elif scenario == "poll":
+    # result() with a timeout, in a loop: the main thread wakes every 0.1 s,
+    # so a SIGINT that came just before it blocked is acted on at once.
+    pool = Pool(W)
+    futs = [pool.submit(job, i) for i in range(N)]
+    gate.set()
+    try:
+        while True:
+            try:
+                futs[-1].result(timeout=0.1)
+                break
+            except concurrent.futures.TimeoutError:
+                pass
+    except KeyboardInterrupt:
+        say("interrupted")
+        raise
 elif scenario == "shutdown":
     pool = Pool(W)
     futs = [pool.submit(job, i) for i in range(N)]
@@ -120,7 +136,10 @@ def run(impl, scenario, workers, n, seconds, second_sigint=False):
             if line == "ready\n":
                 break
         t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
+        if second_sigint:
+            sigint_main_thread(proc.pid)  # see below
+        else:
+            proc.send_signal(signal.SIGINT)
         if second_sigint:
             # Once the exit is waiting for the queued jobs (a first job has
             # ended and the next wave started), Ctrl-C again.
@@ -190,6 +209,6 @@ def test_ctrl_c_in_result_or_shutdown(impl, scenario):
 def test_second_ctrl_c_ends_the_exit_wait(impl):
     # A second Ctrl-C while the exit waits for queued jobs: the process
     # ends then, without them (40 jobs of 1.5 s would take 15 s).
-    starts, ends, elapsed, detail, _ = run(impl, "result", 4, 40, 1.5, second_sigint=True)
+    starts, ends, elapsed, detail, _ = run(impl, "poll", 4, 40, 1.5, second_sigint=True)
     assert len(starts) < 40, detail
     assert elapsed < 12, detail
