@@ -5,7 +5,6 @@ with the plugin found through its ``pytest11`` entry point."""
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -60,7 +59,8 @@ def test_subprocess():
 def run_pytest(tmp_path, expect, *args, own_sitecustomize=False):
     (tmp_path / "test_project.py").write_text(PROJECT_TEST)
     env = dict(os.environ)
-    for key in ("PYTEST_ADDOPTS", "PYTHONPATH", "FASTEXEC_INSTALL", "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+    for key in ("PYTEST_ADDOPTS", "PYTHONPATH", "FASTEXEC_INSTALL",
+                "PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         env.pop(key, None)
     env["EXPECT"] = expect
     if own_sitecustomize:

@@ -16,6 +16,8 @@ __all__ = [
     "installed",
     "new_event_loop",
     "new_uvloop_event_loop",
+    "status",
+    "SlowPathWarning",
 ]
 
 _T = TypeVar("_T")
