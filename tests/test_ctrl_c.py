@@ -199,7 +199,14 @@ def test_ctrl_c_in_result_or_shutdown(impl, scenario):
     # exits (12 jobs of 0.4 s on 4 workers).
     starts, ends, elapsed, detail, _ = run(impl, scenario, 4, 12, 0.4)
     assert len(starts) == 12, detail
-    assert len(ends) == 12, detail
+    if scenario == "shutdown" and sys.version_info < (3, 13):
+        # CPython's gh-90882 (seen here on 3.9; 3.13's thread handles don't
+        # have it): a join() interrupted by Ctrl-C can mark its thread dead
+        # while it runs, so the exit doesn't wait for that thread's last job
+        # (the stdlib's pool alike).
+        assert len(ends) in (11, 12), detail
+    else:
+        assert len(ends) == 12, detail
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or
