@@ -118,3 +118,22 @@ def test_new_event_loop_is_fast_without_install():
     assert st["installed"] is False
     assert st["paths"][PATH_NONE] == "fast"
     assert st["paths"]["asyncio.to_thread"].startswith("stdlib:")
+
+
+def test_status_default_executor_overriding_submit():
+    class Traced(fastexec.ThreadPoolExecutor):
+        def submit(self, fn, /, *args, **kwargs):
+            return super().submit(fn, *args, **kwargs)
+
+    fastexec.install()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(Traced(2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")   # a subclass of ours: no warning
+            await loop.run_in_executor(None, int)
+        return fastexec.status()
+
+    st = asyncio.run(main())
+    assert "overrides submit" in st["paths"][PATH_NONE]

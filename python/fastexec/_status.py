@@ -103,8 +103,12 @@ def _loop_paths(loop, installed):
         return paths
     patched = type(loop).run_in_executor is _bridge._run_in_executor_method
     executor = loop._default_executor
-    if executor is None or isinstance(executor, _fastexec.Pool):
+    if executor is None or _bridge._fast(executor):
         default = fast
+    elif isinstance(executor, _fastexec.Pool):
+        default = ("stdlib: the loop's default executor, a %s, overrides submit "
+                   "(its submit is kept, through the stdlib path)"
+                   % type(executor).__qualname__)
     else:
         default = "stdlib: " + _foreign_default_reason(executor)
     not_patched = ("stdlib: install() is not in effect (fastexec.install(), "
