@@ -1,7 +1,9 @@
 """Every ```python block of README.md runs as written, each in a fresh
 interpreter: blocks with a top-level ``await`` run as in ``python -m asyncio``
 (inside ``asyncio.run``).  A block whose first line is ``# Python 3.N+``
-runs on 3.N and newer."""
+runs on 3.N and newer.  A block right after the line
+``<!-- readme-test: not a program (REASON) -->`` (a list of alternatives, say)
+is reported as skipped, with its reason; every other block runs."""
 
 import re
 import subprocess
@@ -38,7 +40,11 @@ def blocks():
     found = []
     for m in re.finditer(r"^```python\n(.*?)^```$", text, re.M | re.S):
         lineno = text.count("\n", 0, m.start(1)) + 1
-        found.append(pytest.param(lineno, m.group(1), id="README.md:%d" % lineno))
+        before = text[:m.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        skip = re.fullmatch(r"<!-- readme-test: not a program \((.+)\) -->", before)
+        marks = [pytest.mark.skip(reason="README says: " + skip.group(1))] if skip else []
+        found.append(pytest.param(lineno, m.group(1), id="README.md:%d" % lineno,
+                                  marks=marks))
     return found
 
 
