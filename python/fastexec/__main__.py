@@ -9,7 +9,8 @@ import sys
 USAGE = """usage: python -m fastexec COMMAND [options]
 
 commands:
-  bench    benchmark fastexec against the stdlib, uvloop and anyio
+  bench    benchmark fastexec against the stdlib: a real HTTP app and
+           micro-benchmarks
            (python -m fastexec bench --help)"""
 
 
@@ -20,7 +21,7 @@ def main(argv=None):
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "bench":
-        from ._bench import main as bench
+        from ._bench.cli import main as bench
         return bench(rest, prog="python -m fastexec bench")
     print(USAGE, file=sys.stderr)
     print("\nunknown command: %r" % command, file=sys.stderr)
