@@ -2,62 +2,95 @@
 
 Only what the command prints and writes is checked here, never a figure:
 timings are the benchmark's business, not the test suite's.  The runs are
-the smallest the command allows (``--quick --rounds 1`` and a few
-workloads), so they take seconds.
+the smallest the command allows (one round, a fraction of a second of HTTP
+load, a few workloads), so they take seconds.
 """
 
 import json
 import os
+import stat
 import subprocess
 import sys
+import textwrap
 
 import pytest
 
-pytestmark = pytest.mark.timeout(180)
+pytestmark = pytest.mark.timeout(240)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGETS = os.path.join(REPO, "tools", "bench_targets.json")
+APP_CONTENDERS = ["stdlib", "install()", "fastexec pool", "inline (no thread)"]
+TINY_APP = ["--rounds", "1", "--duration", "0.3", "--warmup", "0.1",
+            "--no-progress"]
 
 
-def run_bench(*args, cwd=None):
+def run_bench(*args, env=None):
     return subprocess.run([sys.executable, "-m", "fastexec", *args],
-                          capture_output=True, text=True, timeout=170,
-                          cwd=cwd, stdin=subprocess.DEVNULL)
+                          capture_output=True, text=True, timeout=230,
+                          env=env, stdin=subprocess.DEVNULL)
 
 
-def test_bench_quick_run_writes_table_json_and_targets(tmp_path):
+def check_ok(proc):
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ERROR" not in proc.stdout, proc.stdout
+    return proc.stdout
+
+
+def rows_of(data):
+    return {(r["workload"], r["contender"]): r for r in data["results"]}
+
+
+def check_row(row, rounds=1):
+    assert row["error"] is None, row
+    assert len(row["rounds"]) == rounds, row
+    assert row["median"] > 0 and row["min"] <= row["median"] <= row["max"], row
+    assert row["unit"] and row["better"] in ("higher", "lower"), row
+
+
+def test_micro_quick_run_writes_table_json_plot_and_goals(tmp_path):
     out = tmp_path / "bench.json"
     plot = tmp_path / "bench.png"
-    proc = run_bench("bench", "--quick", "--rounds", "1", "--no-progress",
-                     "--only", "roundtrip,cf-map,memory,sleep",
-                     "--json", str(out), "--plot", str(plot))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    text = proc.stdout
-    # The header names the Python, the CPU count and the machine.
+    text = check_ok(run_bench(
+        "bench", "--quick", "--rounds", "2", "--no-progress",
+        "--only", "roundtrip,gather-noop,cf-map,memory,sleep",
+        "--json", str(out), "--plot", str(plot), "--targets", TARGETS))
+    # What a first-time reader needs: the Python, the machine, idle or
+    # loaded, units and which way is better.
     assert "Python %d.%d" % sys.version_info[:2] in text
-    assert "os.cpu_count() = %d" % os.cpu_count() in text
-    # One row per contender, each with a figure and its ratio.
+    assert "%d CPUs" % os.cpu_count() in text
+    assert "idle: no load added" in text
+    assert "quick mode" in text
+    assert "round trip no-op  (%s, lower is better)" % (
+        "\u00b5s/call" if "\u00b5s/call" in text else "us/call") in text
+    assert "gathered no-op  (calls/s, higher is better)" in text
     for name in ("stdlib", "fast path", "drop-in", "stdlib pool",
-                 "fastexec pool", "bare threads"):
-        assert "  " + name + " " in text, name
+                 "fastexec pool", "bare threads", "limit (no thread)"):
+        assert "\n  " + name + " " in text, name
     assert "baseline" in text and "vs stdlib" in text
-    assert "ERROR" not in text
     assert "one time.sleep(0.001) takes" in text
-    assert "targets (ratios are ours/theirs of the medians):" in text
+    assert "the project's goals, from %s" % TARGETS in text
+    assert "MISS" not in text and "PASS" not in text
     data = json.loads(out.read_text())
-    assert data["meta"]["mode"] == "quick"
-    assert data["meta"]["python"] == "%d.%d.%d" % sys.version_info[:3]
-    assert data["meta"]["one_sleep_ms"] > 0
-    rows = {(r["workload"], r["contender"]): r for r in data["results"]}
+    meta = data["meta"]
+    assert meta["mode"] == "quick" and meta["load"] == 0
+    assert meta["python"] == "%d.%d.%d" % sys.version_info[:3]
+    assert meta["one_sleep_ms"] > 0 and meta["rounds"] == 2
+    rows = rows_of(data)
     for key in [("roundtrip", "stdlib"), ("roundtrip", "fast path"),
+                ("roundtrip", "drop-in"), ("gather-noop", "limit (no thread)"),
                 ("cf-map", "fastexec pool"), ("memory", "fast path"),
                 ("sleep", "bare threads")]:
-        row = rows[key]
-        assert row["error"] is None, row
-        assert len(row["rounds"]) == 1 and row["median"] > 0, row
+        check_row(rows[key], rounds=2)
+        assert len(rows[key]["vs_baseline_rounds"]) in (0, 2)
     assert rows[("roundtrip", "stdlib")]["vs_baseline"] == 1.0
-    statuses = {t["target"]: t["status"] for t in data["targets"]}
-    assert len(statuses) == 12
-    assert set(statuses.values()) <= {"PASS", "MISS", "SKIP"}
-    # Targets whose workloads did not run say so.
-    assert any(s == "SKIP" for s in statuses.values())
+    assert rows[("gather-noop", "limit (no thread)")]["reference"] is True
+    assert rows[("roundtrip", "fast path")]["vs_baseline_words"].endswith(
+        ("faster", "slower", "same"))
+    with open(TARGETS) as f:
+        assert len(data["targets"]) == len(json.load(f)["targets"])
+    statuses = [t["status"] for t in data["targets"]]
+    assert set(statuses) <= {"met", "not met", "not measured"}
+    assert "not measured" in statuses     # the app did not run, nor --load
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -68,17 +101,135 @@ def test_bench_quick_run_writes_table_json_and_targets(tmp_path):
         assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_bench_refuses_an_unknown_workload():
-    proc = run_bench("bench", "--only", "roundtrip,nope")
-    assert proc.returncode == 2
-    assert "unknown workload(s) nope" in proc.stderr
-    assert "roundtrip" in proc.stderr        # the valid names are listed
+def test_app_workload_with_the_bundled_client(tmp_path):
+    out = tmp_path / "app.json"
+    text = check_ok(run_bench("bench", "--only", "app,app-1", "--client",
+                              "bundled", "--connections", "4", *TINY_APP,
+                              "--json", str(out)))
+    assert "HTTP load from: the bundled asyncio load client" in text
+    assert "HTTP app, 4 connections  (req/s, higher is better)" in text
+    assert "HTTP app, 1 connection  (req/s, higher is better)" in text
+    assert "of inline" in text
+    data = json.loads(out.read_text())
+    assert data["meta"]["http_client"].startswith("the bundled")
+    rows = rows_of(data)
+    for workload, size in (("app", 4), ("app-1", 1)):
+        for name in APP_CONTENDERS:
+            row = rows[(workload, name)]
+            check_row(row)
+            assert row["size"] == size and row["unit"] == "req/s"
+            extras = row["extras"][0]
+            assert extras["client"] == "bundled"
+            assert extras["requests"] > 0 and extras["errors"] == 0
+            assert extras["non_2xx"] == 0
+            assert extras["server_requests"] >= extras["requests"]
+            assert extras["latency_p50_ms"] > 0
+        assert rows[(workload, "inline (no thread)")]["reference"] is True
+        assert data["contenders"]["install()"]
 
 
-def test_bench_refuses_zero_rounds():
-    proc = run_bench("bench", "--rounds", "0")
+FAKE_WRK = textwrap.dedent("""\
+    #!%s
+    # A stand-in for wrk where it is not installed: one real GET to the URL,
+    # then wrk's summary (the numbers are made up; only the format matters).
+    import sys, urllib.request
+    if sys.argv[1:] == ["--version"]:
+        print("wrk 4.1.0 [fake] Copyright (C) 2012 Will Glozer"); sys.exit(1)
+    body = urllib.request.urlopen(sys.argv[-1], timeout=10).read()
+    assert body.startswith(b"{"), body
+    print('''Running 1s test @ %%s
+      1 threads and 4 connections
+      Latency Distribution
+         50%%%%  144.00us
+         75%%%%    1.01ms
+         90%%%%    2.46ms
+         99%%%%    4.88ms
+      1234 requests in 1.00s, 1.98MB read
+    Requests/sec:   1234.00
+    Transfer/sec:      1.97MB''' %% sys.argv[-1])
+    """)
+
+
+def test_app_workload_with_wrk(tmp_path):
+    """Real wrk when it is installed, else a stand-in that talks to the
+    server once and prints wrk's format (the driver is tested either way)."""
+    env = dict(os.environ)
+    real = any(os.access(os.path.join(d, "wrk"), os.X_OK)
+               for d in env.get("PATH", "").split(os.pathsep) if d)
+    if not real:
+        fake = tmp_path / "bin" / "wrk"
+        fake.parent.mkdir()
+        fake.write_text(FAKE_WRK % sys.executable)
+        fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+        env["PATH"] = str(fake.parent) + os.pathsep + env.get("PATH", "")
+    out = tmp_path / "wrk.json"
+    text = check_ok(run_bench("bench", "--only", "app", "--client", "wrk",
+                              "--connections", "4", "--rounds", "1",
+                              "--duration", "1", "--warmup", "0",
+                              "--no-progress", "--json", str(out), env=env))
+    assert "HTTP load from: wrk " in text
+    rows = rows_of(json.loads(out.read_text()))
+    for name in APP_CONTENDERS:
+        row = rows[("app", name)]
+        check_row(row)
+        assert row["extras"][0]["client"] == "wrk"
+        assert row["extras"][0]["latency_p99_ms"] > 0
+
+
+def test_load_processes_run_beside_and_end_with_the_run(tmp_path):
+    out = tmp_path / "load.json"
+    text = check_ok(run_bench("bench", "--load", "1", "--only",
+                              "app-1,roundtrip", "--quick", "--client",
+                              "bundled", *TINY_APP, "--json", str(out),
+                              "--targets", TARGETS))
+    assert "LOADED: 1 CPU-bound process spinning beside the benchmark" in text
+    assert "idle: no load added" not in text
+    data = json.loads(out.read_text())
+    assert data["meta"]["load"] == 1
+    assert data["meta"]["load_processes_alive_at_end"] == 1
+    (pid,) = data["meta"]["load_pids"]
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)       # stopped (and reaped) by the command
+    rows = rows_of(data)
+    check_row(rows[("roundtrip", "fast path")])
+    check_row(rows[("app-1", "install()")])
+    by_text = {t["target"]: t for t in data["targets"]}
+    loaded = [t for t in by_text.values() if t["load"] == 1]
+    assert loaded and all(t["status"] != "not measured" for t in loaded)
+    idle = [t for t in by_text.values()
+            if t["load"] == 0 and t["workload"] == "roundtrip"]
+    assert idle and all(t["status"] == "not measured" for t in idle)
+
+
+def test_time_limit_keeps_the_rounds_done(tmp_path):
+    out = tmp_path / "limit.json"
+    text = check_ok(run_bench("bench", "--only", "roundtrip", "--quick",
+                              "--rounds", "50", "--time-limit", "0.01",
+                              "--no-progress", "--json", str(out)))
+    assert "warning: --time-limit 0.01 s reached" in text
+    rows = rows_of(json.loads(out.read_text()))
+    for name in ("stdlib", "fast path"):
+        check_row(rows[("roundtrip", name)], rounds=1)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--only", "roundtrip,nope"], "unknown workload(s) nope"),
+    (["--rounds", "0"], "--rounds must be at least 1"),
+    (["--load", "-1"], "--load must be 0 or more"),
+    (["--duration", "0"], "--duration must be above 0"),
+    (["--targets", os.devnull], "--targets:"),
+])
+def test_bench_refuses_bad_options(args, message):
+    proc = run_bench("bench", *args)
     assert proc.returncode == 2
-    assert "--rounds must be at least 1" in proc.stderr
+    assert message in proc.stderr
+
+
+def test_bench_refuses_wrk_when_it_is_missing(tmp_path):
+    env = dict(os.environ, PATH=str(tmp_path))
+    proc = run_bench("bench", "--only", "app", "--client", "wrk", env=env)
+    assert proc.returncode == 2
+    assert "wrk is not on PATH" in proc.stderr
 
 
 def test_command_usage():
@@ -88,3 +239,98 @@ def test_command_usage():
     assert proc.returncode == 0 and "bench" in proc.stdout
     proc = run_bench("nope")
     assert proc.returncode == 2 and "unknown command: 'nope'" in proc.stderr
+    proc = run_bench("bench", "--help")
+    assert proc.returncode == 0
+    for option in ("--load", "--duration", "--client", "--time-limit",
+                   "--targets", "--json", "--plot"):
+        assert option in proc.stdout
+
+
+# --------------------------------------------------------------------------
+# The report's pieces, directly.
+
+WRK_OUTPUT = """\
+Running 1s test @ http://127.0.0.1:41687/
+  1 threads and 4 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   767.56us    1.14ms   8.67ms   84.93%
+    Req/Sec    13.79k     3.73k   24.33k    90.00%
+  Latency Distribution
+     50%  144.00us
+     75%    1.01ms
+     90%    2.46ms
+     99%    4.88ms
+  13772 requests in 1.00s, 1.98MB read
+  Non-2xx or 3xx responses: 3
+  Socket errors: connect 0, read 1, write 0, timeout 2
+Requests/sec:  13704.60
+Transfer/sec:      1.97MB
+"""
+
+
+def test_parse_wrk():
+    from fastexec._bench import app
+    result = app.parse_wrk(WRK_OUTPUT)
+    assert result["requests"] == 13772
+    assert result["requests_per_second"] == 13704.60
+    assert result["seconds"] == 1.0
+    assert result["latency_p50_ms"] == pytest.approx(0.144)
+    assert result["latency_p99_ms"] == pytest.approx(4.88)
+    assert result["non_2xx"] == 3 and result["errors"] == 3
+    with pytest.raises(app.RoundError):
+        app.parse_wrk("wrk: connection refused\n")
+
+
+def _result(workload, contender, rounds):
+    from fastexec._bench.runner import Result
+    r = Result(workload, contender, 10, 2)
+    r.rounds = list(rounds)
+    return r
+
+
+def _workload(better="higher", unit="calls/s"):
+    from fastexec._bench.runner import Workload
+    return Workload("w", "a workload", unit, better, ["stdlib", "ours"],
+                    None, None, 10, 10)
+
+
+def test_ratios_say_slower_when_slower():
+    from fastexec._bench import report
+    w = _workload(better="lower", unit="us/call")
+    base = _result(w, "stdlib", [10.0, 10.0, 10.0])
+    slow = _result(w, "ours", [30.0, 31.0, 29.0])
+    fast = _result(w, "ours", [5.0, 4.0, 6.0])
+    assert report.versus([base, slow], slow)[0].startswith("3.00\u00d7 slower") \
+        or report.versus([base, slow], slow)[0].startswith("3.00x slower")
+    assert "faster" in report.versus([base, fast], fast)[0]
+    assert report.versus([base], base) == ("baseline", False)
+    mixed = _result(w, "ours", [5.0, 20.0, 9.0])
+    assert report.versus([base, mixed], mixed)[1] is True    # unclear
+    mem = _workload(better="lower", unit="B/call")
+    assert report.ratio_words(2.0, mem).endswith("smaller")
+    assert report.ratio_words(0.5, mem).endswith("larger")
+
+
+def test_targets_follow_the_load_they_name():
+    from fastexec._bench import report
+    w = _workload()
+    results = [_result(w, "stdlib", [100.0]), _result(w, "ours", [300.0])]
+    target = {"text": "t", "workload": "w", "ours": "ours", "theirs": "stdlib",
+              "op": ">=", "threshold": 2.0}
+    assert report.evaluate_target(target, results, 0)[:2] == ("met", 3.0)
+    assert report.evaluate_target(dict(target, threshold=4), results,
+                                  0)[0] == "not met"
+    status, value, detail = report.evaluate_target(dict(target, load=1),
+                                                   results, 0)
+    assert status == "not measured" and "--load 1" in detail
+    assert report.evaluate_target(dict(target, ours="gone"), results,
+                                  0)[0] == "not measured"
+    assert report.evaluate_target(dict(target, invert=True, op="<=",
+                                       threshold=0.5), results, 0)[0] == "met"
+
+
+def test_the_project_targets_file_is_valid():
+    from fastexec._bench import report
+    targets = report.load_targets(TARGETS)
+    assert any(t["workload"] == "app" for t in targets)
+    assert any(t.get("load") == 1 for t in targets)

@@ -173,6 +173,7 @@ def main(argv=None, prog=None):
             finally:
                 progress.finish()
             load_alive = load.alive()
+            load_pids = load.pids
     finally:
         os.unlink(stat_path)
         app_settings.cleanup()
@@ -197,6 +198,7 @@ def main(argv=None, prog=None):
                            app_workload.CONTENDERS.items()})
         meta = dict(info, mode=settings["mode"], rounds=rounds,
                     load=args.load, load_processes_alive_at_end=load_alive,
+                    load_pids=load_pids,
                     load_average_at_end=load_average(),
                     http_client=settings["client"],
                     app_duration=app_settings.duration,

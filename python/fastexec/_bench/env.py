@@ -134,6 +134,10 @@ class Load:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         return self
 
+    @property
+    def pids(self):
+        return [p.pid for p in self.procs]
+
     def alive(self):
         return sum(1 for p in self.procs if p.poll() is None)
 
