@@ -52,7 +52,7 @@ def test_micro_quick_run_writes_table_json_plot_and_goals(tmp_path):
     plot = tmp_path / "bench.png"
     text = check_ok(run_bench(
         "bench", "--quick", "--rounds", "2", "--no-progress",
-        "--only", "roundtrip,gather-noop,cf-map,memory,sleep",
+        "--only", "micro",
         "--json", str(out), "--plot", str(plot), "--targets", TARGETS))
     # What a first-time reader needs: the Python, the machine, idle or
     # loaded, units and which way is better.
@@ -79,7 +79,9 @@ def test_micro_quick_run_writes_table_json_plot_and_goals(tmp_path):
     for key in [("roundtrip", "stdlib"), ("roundtrip", "fast path"),
                 ("roundtrip", "drop-in"), ("gather-noop", "limit (no thread)"),
                 ("cf-map", "fastexec pool"), ("memory", "fast path"),
-                ("sleep", "bare threads")]:
+                ("sleep", "bare threads"), ("sha256", "serial (no pool)"),
+                ("sha256", "fast path"), ("gather-stat", "fast path"),
+                ("cf-submit", "fastexec pool")]:
         check_row(rows[key], rounds=2)
         assert len(rows[key]["vs_baseline_rounds"]) in (0, 2)
     assert rows[("roundtrip", "stdlib")]["vs_baseline"] == 1.0
@@ -320,8 +322,8 @@ def test_targets_follow_the_load_they_name():
     assert report.evaluate_target(target, results, 0)[:2] == ("met", 3.0)
     assert report.evaluate_target(dict(target, threshold=4), results,
                                   0)[0] == "not met"
-    status, value, detail = report.evaluate_target(dict(target, load=1),
-                                                   results, 0)
+    status, _, detail = report.evaluate_target(dict(target, load=1),
+                                               results, 0)
     assert status == "not measured" and "--load 1" in detail
     assert report.evaluate_target(dict(target, ours="gone"), results,
                                   0)[0] == "not measured"

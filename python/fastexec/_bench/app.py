@@ -446,8 +446,11 @@ def run_round(mode, data_dir, connections, duration, warmup, wrk=None):
                          % (result["non_2xx"], result["errors"]))
     if not result["requests"]:
         raise RoundError("no request completed")
+    # The server's whole life (start-up and warm-up included).
     result["server_cpu_seconds"] = server["cpu_seconds"]
     result["server_requests"] = server["served"]
+    result["server_cpu_ms_per_request"] = (
+        1e3 * server["cpu_seconds"] / max(1, server["served"]))
     return result
 
 

@@ -8,17 +8,17 @@ from .runner import Workload
 # contender -> (server mode, optional modules it needs, description)
 CONTENDERS = {
     "stdlib": ("stdlib", (),
-               "the handler's hops through loop.run_in_executor(None, f) and "
-               "asyncio.to_thread(f), stdlib"),
+               ("the handler's hops through loop.run_in_executor(None, f) "
+                "and asyncio.to_thread(f), stdlib")),
     "install()": ("install", ("fastexec",),
-                  "the same handler, fastexec.install() called before the "
-                  "loop starts"),
+                  ("the same handler, fastexec.install() called before the "
+                   "loop starts")),
     "fastexec pool": ("pool", ("fastexec",),
-                      "each hop await pool.run(f), pool a "
-                      "fastexec.ThreadPoolExecutor()"),
+                      ("each hop await pool.run(f), pool a "
+                       "fastexec.ThreadPoolExecutor()")),
     "inline (no thread)": ("inline", (),
-                           "the four calls made on the loop's thread, no "
-                           "executor: the app's upper bound"),
+                           ("the four calls made on the loop's thread, no "
+                            "executor: the app's upper bound")),
 }
 REFERENCE = "inline (no thread)"
 

@@ -8,10 +8,9 @@ import time
 
 from . import app, app_workload, micro, report
 from .env import Env, Load, default_max_workers, load_average, machine_info
-from .runner import run_workload, steps, Progress
+from .runner import Progress, run_workload, steps
 
 WORKLOAD_KEYS = app_workload.WORKLOAD_KEYS + micro.WORKLOAD_KEYS
-GROUPS = {"app": None, "micro": micro.WORKLOAD_KEYS}
 
 
 def build_parser(prog=None):
@@ -24,7 +23,8 @@ def build_parser(prog=None):
                     "medians with their range.")
     parser.add_argument("--quick", action="store_true",
                         help="fewer rounds, smaller N, shorter app rounds "
-                             "(about a minute on 2 cores)")
+                             "(1-2 minutes on 2 cores; a full run takes "
+                             "about 6)")
     parser.add_argument("--rounds", type=int, metavar="N",
                         help="counted rounds per contender (default 5, "
                              "quick 3)")
@@ -36,7 +36,7 @@ def build_parser(prog=None):
                              "for its whole duration (the 'loaded' case)")
     parser.add_argument("--duration", type=float, metavar="SECONDS",
                         help="measured seconds per app round (default 5, "
-                             "quick 2; wrk rounds to whole seconds)")
+                             "quick 1; wrk rounds to whole seconds)")
     parser.add_argument("--warmup", type=float, metavar="SECONDS",
                         help="unmeasured load before each app round "
                              "(default 1, quick 0.5)")
@@ -99,7 +99,7 @@ def main(argv=None, prog=None):
     if args.connections < 1:
         parser.error("--connections must be at least 1")
     duration = args.duration if args.duration is not None else (
-        2.0 if args.quick else 5.0)
+        1.0 if args.quick else 5.0)
     warmup = args.warmup if args.warmup is not None else (
         0.5 if args.quick else 1.0)
     if duration <= 0 or warmup < 0:

@@ -18,6 +18,7 @@ import asyncio
 import collections
 import concurrent.futures
 import functools
+import hashlib
 import itertools
 import os
 import threading
