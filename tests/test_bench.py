@@ -81,10 +81,14 @@ def test_micro_quick_run_writes_table_json_plot_and_goals(tmp_path):
                 ("cf-map", "fastexec pool"), ("memory", "fast path"),
                 ("sleep", "bare threads"), ("sha256", "serial (no pool)"),
                 ("sha256", "fast path"), ("gather-stat", "fast path"),
-                ("cf-submit", "fastexec pool")]:
+                ("cf-submit", "fastexec pool"), ("cpu-500", "fast path"),
+                ("cpu-8000", "stdlib")]:
         check_row(rows[key], rounds=2)
         assert len(rows[key]["vs_baseline_rounds"]) in (0, 2)
     assert rows[("roundtrip", "stdlib")]["vs_baseline"] == 1.0
+    idle = rows[("idle", "fast path")]
+    assert idle["error"] is None and len(idle["rounds"]) == 2
+    assert idle["unit"] == "ms/s" and idle["median"] >= 0
     assert rows[("gather-noop", "limit (no thread)")]["reference"] is True
     assert rows[("roundtrip", "fast path")]["vs_baseline_words"].endswith(
         ("faster", "slower", "same"))

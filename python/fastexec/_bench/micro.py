@@ -351,7 +351,53 @@ def measure_memory(session, n):
     return session.run(one_round)
 
 
+async def _steady(call, rate, seconds):
+    """Calls of a no-op at *rate* per second for *seconds*: every call that
+    is due is made when the loop wakes, then the loop sleeps until the next
+    one is due.  Returns the number of calls."""
+    loop = asyncio.get_running_loop()
+    n = max(1, int(rate * seconds))
+    interval = 1.0 / rate
+    pending = []
+    start = loop.time()
+    i = 0
+    while i < n:
+        now = loop.time()
+        while i < n and start + i * interval <= now:
+            pending.append(call(_noop))
+            i += 1
+        if i < n:
+            await asyncio.sleep(start + i * interval - loop.time())
+    await asyncio.gather(*pending)
+    return n
+
+
+def measure_steady_cpu(session, seconds, rate):
+    """Process CPU time (every thread's) per call, in microseconds, at a
+    steady *rate* of calls per second."""
+    async def one_round(s):
+        await s.prime()
+        c0 = time.process_time()
+        n = await _steady(s.call, rate, seconds)
+        return (time.process_time() - c0) / n * 1e6
+    return session.run(one_round)
+
+
+def measure_idle_cpu(session, seconds):
+    """Process CPU milliseconds per second while the pool is idle, right
+    after a burst of work (its threads are alive)."""
+    async def one_round(s):
+        await s.prime()
+        await asyncio.gather(*[s.call(_noop) for _ in range(1000)])
+        c0 = time.process_time()
+        await asyncio.sleep(seconds)
+        return (time.process_time() - c0) / seconds * 1e3
+    return session.run(one_round)
+
+
 SLEEP_SECONDS = 0.001
+STEADY_RATES = (500, 2000, 8000)
+STEADY_CONTENDERS = ["stdlib", "drop-in", "fast path"]
 SLEEP_WORKERS = 64
 SHA_BUFFER = 1 << 20
 MEMORY_WORKERS = 2
@@ -405,10 +451,26 @@ def make_workloads(stat_path, sha_buffer):
                              "%d workers blocked on an Event; at most 3 rounds "
                              "(a byte count: it does not vary)"
                              % MEMORY_WORKERS),
+    ] + [
+        _workload("cpu-%d" % rate, "CPU per call at %d calls/s" % rate,
+                  "us/call", "lower", STEADY_CONTENDERS,
+                  functools.partial(measure_steady_cpu, rate=rate),
+                  1.0, 0.3, size_text="seconds",
+                  description="no-op calls at a steady %d per second for the "
+                              "given seconds; process CPU time (all threads) "
+                              "/ calls" % rate)
+        for rate in STEADY_RATES
+    ] + [
+        _workload("idle", "CPU of an idle pool", "ms/s", "lower",
+                  STEADY_CONTENDERS, measure_idle_cpu, 1.0, 0.3,
+                  size_text="seconds",
+                  description="process CPU ms per second while nothing is "
+                              "called, right after 1,000 gathered calls"),
     ]
 
 
 WORKLOAD_KEYS = ["roundtrip", "gather-noop", "gather-stat", "sleep", "sha256",
+                 "cpu-500", "cpu-2000", "cpu-8000", "idle",
                  "cf-submit", "cf-map", "memory"]
 
 

@@ -421,7 +421,7 @@ def write_plot(path, results, title):
     if not groups:
         return False
     heights = [0.6 + 0.32 * len(rs) for _, rs in groups]
-    height = 1.6 + sum(heights)
+    height = 1.8 + sum(heights)
     fig, axes = plt.subplots(len(groups), 1, figsize=(9, height),
                              gridspec_kw={"height_ratios": heights},
                              squeeze=False)
@@ -456,11 +456,11 @@ def write_plot(path, results, title):
     from matplotlib.patches import Patch
     fig.legend(handles=[Patch(facecolor=c, edgecolor="black", hatch=h,
                               label=name) for name, c, h in ROLES],
-               loc="upper center", bbox_to_anchor=(0.5, 1.0 - 0.45 / height),
+               loc="upper center", bbox_to_anchor=(0.5, 1.0 - 0.5 / height),
                ncol=2, fontsize=7, frameon=False)
     fig.suptitle(title + "\nbars: median; whiskers: min to max of the rounds",
-                 fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1.0 - 0.7 / height))
+                 fontsize=9, y=1.0 - 0.05 / height, va="top")
+    fig.tight_layout(rect=(0, 0, 1, 1.0 - 0.95 / height))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True
