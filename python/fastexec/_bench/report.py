@@ -139,7 +139,8 @@ def note(results, result):
             share = result.median / ref.median
             text = "%.0f%% of %s" % (100 * share, ref_name.split(" ")[0])
             if share > 1:
-                text += " (above the bound: within the rounds' noise)"
+                text += (" (above the bound: the bound is measured too, "
+                         "compare the ranges)")
             return text
     return ""
 
