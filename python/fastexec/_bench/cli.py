@@ -23,8 +23,8 @@ def build_parser(prog=None):
                     "medians with their range.")
     parser.add_argument("--quick", action="store_true",
                         help="fewer rounds, smaller N, shorter app rounds "
-                             "(1-2 minutes on 2 cores; a full run takes "
-                             "about 6)")
+                             "(1-2 minutes on 2 cores; a full run takes 6 "
+                             "to 8)")
     parser.add_argument("--rounds", type=int, metavar="N",
                         help="counted rounds per contender (default 5, "
                              "quick 3)")
