@@ -24,7 +24,7 @@ def build_parser(prog=None):
     parser.add_argument("--quick", action="store_true",
                         help="fewer rounds, smaller N, shorter app rounds "
                              "(1-2 minutes on 2 cores; a full run takes 6 "
-                             "to 8)")
+                             "to 8 minutes)")
     parser.add_argument("--rounds", type=int, metavar="N",
                         help="counted rounds per contender (default 5, "
                              "quick 3)")
