@@ -129,8 +129,10 @@ async def _serve(mode, directory, ready):
     respond, pool = _respond_factory(mode, hops)
     served = [0]
     stop = asyncio.Event()
+    writers = set()
 
     async def handle(reader, writer):
+        writers.add(writer)
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -144,6 +146,7 @@ async def _serve(mode, directory, ready):
                 asyncio.LimitOverrunError):
             pass
         finally:
+            writers.discard(writer)
             writer.close()
 
     loop = asyncio.get_running_loop()
@@ -158,6 +161,9 @@ async def _serve(mode, directory, ready):
     ready(port)
     async with server:
         await stop.wait()
+        # Connections a client left open would keep wait_closed() waiting.
+        for writer in list(writers):
+            writer.close()
     if pool is not None:
         pool.shutdown(wait=True)
     return served[0]
