@@ -139,7 +139,6 @@ def main(argv=None, prog=None):
         "micro": any(k in micro.WORKLOAD_KEYS for k in selected),
         "client": app_settings.client_name() if uses_app else None,
     }
-    report.print_header(out, env, info, settings)
 
     fd, stat_path = tempfile.mkstemp(prefix="fastexec-bench-")
     results, seconds, cut = [], {}, []
@@ -152,6 +151,10 @@ def main(argv=None, prog=None):
                      + micro.make_workloads(stat_path,
                                             os.urandom(micro.SHA_BUFFER)))
         workloads = [w for w in workloads if w.key in selected]
+        settings["wanted"] = {m for w in workloads
+                              for c in w.contenders
+                              for m in w.requires.get(c, ())}
+        report.print_header(out, env, info, settings)
         plan = [(w, w.runnable(env)) for w in workloads]
         sizes = {w.key: (w.quick_size if args.quick else w.full_size)
                  for w in workloads}

@@ -164,6 +164,11 @@ def print_header(out, env, info, settings):
             info["cpu_count"], info["process_cpu_count"], info["machine"],
             info["cpu_model"] or "unknown CPU",
             "unknown" if loadavg is None else "%.2f" % loadavg[0]))
+    cpus = info["process_cpu_count"] or 1
+    if loadavg is not None and loadavg[0] >= 0.75 * cpus:
+        out("warning: the machine is busy before we start (load average "
+            "%.2f on %d CPUs): the figures will be noisier and lower than on "
+            "an idle machine" % (loadavg[0], cpus))
     if s["load"]:
         out("LOADED: %d CPU-bound process%s spinning beside the benchmark "
             "for its whole run (--load %d)" % (
@@ -176,6 +181,8 @@ def print_header(out, env, info, settings):
     if s.get("client"):
         out("HTTP load from: %s" % s["client"])
     for name, why in sorted(env.missing.items()):
+        if name not in s.get("wanted", env.missing):
+            continue
         out("skipped: contenders needing %s (%s)" % (name, why))
     for text in env.notes:
         out("note: %s" % text)
