@@ -16,8 +16,10 @@ def process_cpu_count():
 
 
 def default_max_workers():
-    """The stdlib ThreadPoolExecutor's default, which fastexec's shares."""
-    return min(32, process_cpu_count() + 4)
+    """The stdlib ThreadPoolExecutor's default, which fastexec's shares (one
+    definition, in the package)."""
+    from .._executor import _default_max_workers
+    return _default_max_workers()
 
 
 def dist_version(name):
