@@ -34,6 +34,8 @@ typedef struct fe_worker {
                                      to counting its outcome */
     int woken;                    /* set by the thread that popped it */
     int heading;                  /* counted in core->nheading (core.c) */
+    int deferred;                 /* woken by a cascade: gives the waker
+                                     CASCADE_DELAY to drain the queue first */
 } fe_worker;
 
 typedef struct fe_core {

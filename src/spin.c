@@ -25,9 +25,27 @@
  * round trip: the lag settles at 1-2 us and under 1% of the waits sleep
  * (shrinking after every success instead: ~10% slept, each costing the
  * ~40 us the lag is there to save).
+ *
+ * When not to spin.  A spin pays only if a core is free for it and the GIL
+ * is free once the job is caught.  Two cases where it is not, measured on a
+ * loaded 2-core VM (other processes running, load average ~8):
+ *  - The spinner is preempted while it spins (it counts its involuntary
+ *    context switches): the cores are oversubscribed, and the spin takes the
+ *    CPU the loop needs to produce the next job.  The four-hop HTTP app with
+ *    one connection spent ~450 us of CPU per request with spinning, ~260-320
+ *    without.  The workers then sleep through SPIN_OFF_PREEMPTED idle
+ *    periods before one tries again.
+ *  - The GIL took more than GIL_BUSY to come after a catch: the loop is busy
+ *    (it holds the GIL running other callbacks), so the caught job waits for
+ *    the GIL anyway and a sleeping worker woken by the submit would have
+ *    been as fast.  The workers sleep through SPIN_OFF_GIL idle periods.
+ * An idle pool never spins either way: the budget falls to SPIN_MIN.
  */
-/* No Python.h here, which would ask for POSIX 2008 itself. */
+/* No Python.h here, which would ask for POSIX 2008 itself; _GNU_SOURCE
+ * for RUSAGE_THREAD. */
 #define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE
+#include <sys/resource.h>
 
 #include "spin.h"
 #include "sync.h"
@@ -40,6 +58,10 @@
 #define GIL_LAG_DOWN_NS 250
 #define GIL_LAG_DOWN_EVERY 16
 #define GIL_SLEPT 8e-6
+
+#define SPIN_OFF_PREEMPTED 256
+#define SPIN_OFF_GIL 64
+#define GIL_BUSY 20e-6
 
 static inline void
 cpu_relax(void)
@@ -59,6 +81,7 @@ fe_spin_init(fe_spin *s)
     s->gap_avg = 0;
     s->gil_lag_ns = 0;
     s->gil_fast_count = 0;
+    s->off = 0;
 }
 
 void
@@ -84,18 +107,49 @@ fe_spin_job_arrives(fe_spin *s)
 }
 
 int
+fe_spin_wanted(fe_spin *s)
+{
+    int off = __atomic_load_n(&s->off, __ATOMIC_RELAXED);
+    if (off > 0) {
+        __atomic_store_n(&s->off, off - 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    return s->budget > 0;
+}
+
+/* The calling thread's involuntary context switches so far, or -1. */
+static long
+involuntary_switches(void)
+{
+#ifdef RUSAGE_THREAD
+    struct rusage ru;
+    if (getrusage(RUSAGE_THREAD, &ru) == 0)
+        return ru.ru_nivcsw;
+#endif
+    return -1;
+}
+
+int
 fe_spin_wait(fe_spin *s, const ssize_t *nqueued)
 {
+    long before = involuntary_switches();
     double end = fe_monotonic() + s->budget;
+    int caught = 0;
     for (;;) {
         for (int i = 0; i < 64; i++) {
-            if (__atomic_load_n(nqueued, __ATOMIC_RELAXED) > 0)
-                return 1;
+            if (__atomic_load_n(nqueued, __ATOMIC_RELAXED) > 0) {
+                caught = 1;
+                goto out;
+            }
             cpu_relax();
         }
         if (fe_monotonic() >= end)
-            return 0;
+            break;
     }
+out:
+    if (before >= 0 && involuntary_switches() != before)
+        __atomic_store_n(&s->off, SPIN_OFF_PREEMPTED, __ATOMIC_RELAXED);
+    return caught;
 }
 
 void
@@ -114,6 +168,8 @@ fe_spin_gil_lag_wait(fe_spin *s)
 void
 fe_spin_gil_learn(fe_spin *s, double took)
 {
+    if (took > GIL_BUSY)
+        __atomic_store_n(&s->off, SPIN_OFF_GIL, __ATOMIC_RELAXED);
     int lag = __atomic_load_n(&s->gil_lag_ns, __ATOMIC_RELAXED);
     if (took > GIL_SLEPT) {
         lag += GIL_LAG_UP_NS;

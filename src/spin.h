@@ -18,6 +18,8 @@ typedef struct {
     int gil_lag_ns;               /* how long a spinner that caught a job
                                      waits before taking the GIL (atomic) */
     int gil_fast_count;           /* GIL hand-offs without sleep in a row */
+    int off;                      /* idle periods to sleep through without
+                                     spinning (atomic): see spin.c */
 } fe_spin;
 
 void fe_spin_init(fe_spin *s);
@@ -25,6 +27,9 @@ void fe_spin_init(fe_spin *s);
 void fe_spin_queue_empty(fe_spin *s);
 /* A job arrives (mu held): if the queue was empty, learn the gap. */
 void fe_spin_job_arrives(fe_spin *s);
+/* Whether a worker that found the queue empty should spin (mu held; one
+ * call per idle period). */
+int fe_spin_wanted(fe_spin *s);
 /* Spin for up to the budget until *nqueued > 0 (read atomically).  1 if a
  * job came.  No lock, no GIL. */
 int fe_spin_wait(fe_spin *s, const ssize_t *nqueued);
