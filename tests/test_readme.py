@@ -1,9 +1,8 @@
 """Every ```python block of README.md runs as written, each in a fresh
 interpreter: blocks with a top-level ``await`` run as in ``python -m asyncio``
 (inside ``asyncio.run``).  A block whose first line is ``# Python 3.N+``
-runs on 3.N and newer.  A block right after the line
-``<!-- readme-test: not a program (REASON) -->`` (a list of alternatives, say)
-is reported as skipped, with its reason; every other block runs."""
+runs on 3.N and newer; every other block runs everywhere.  (What is not a
+program, a list of alternatives say, is not written as a ```python block.)"""
 
 import re
 import subprocess
@@ -40,11 +39,7 @@ def blocks():
     found = []
     for m in re.finditer(r"^```python\n(.*?)^```$", text, re.M | re.S):
         lineno = text.count("\n", 0, m.start(1)) + 1
-        before = text[:m.start()].rstrip("\n").rsplit("\n", 1)[-1]
-        skip = re.fullmatch(r"<!-- readme-test: not a program \((.+)\) -->", before)
-        marks = [pytest.mark.skip(reason="README says: " + skip.group(1))] if skip else []
-        found.append(pytest.param(lineno, m.group(1), id="README.md:%d" % lineno,
-                                  marks=marks))
+        found.append(pytest.param(lineno, m.group(1), id="README.md:%d" % lineno))
     return found
 
 
