@@ -1,6 +1,6 @@
-"""Start-up hook for tests/cpython_suite.py (not a test module).
+"""Start-up hook for tools/cpython_suite.py (not a test module).
 
-tests/cpython_suite.py copies this file, with a ``_fastexec_suite_hook.json``
+tools/cpython_suite.py copies this file, with a ``_fastexec_suite_hook.json``
 and a ``_fastexec_suite_hook.pth`` that imports it, into the site-packages of
 a throw-away "shadow" virtual environment that it creates over the running
 interpreter.  Every interpreter started from that environment's

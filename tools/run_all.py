@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
 """Install the test dependencies and run every test, on every CPython here.
 
-    python3 tests/run_all.py            # all of it (what CI runs)
-    python3 tests/run_all.py --only 3.11 --no-sanitize   # a quicker local run
+    python3 tools/run_all.py            # all of it (what CI runs)
+    python3 tools/run_all.py --only 3.11 --no-sanitize   # a quicker local run
 
 For each CPython 3.9-3.13 found (under `pyenv root`, else python3.X on PATH):
 a fresh venv, `pip install .[test]` (which builds the extension), the pytest
 suite, and CPython's own thread-pool tests run against fastexec
-(tests/cpython_suite.py).  Then, on one Python, the whole pytest suite again
+(tools/cpython_suite.py).  Then, on one Python, the whole pytest suite again
 with the extension built with AddressSanitizer + UndefinedBehaviorSanitizer.
 Ends with one line `N passed, M failed` and exits non-zero on any failure.
 """
@@ -171,7 +171,7 @@ def main():
 
         if not args.no_cpython_suite:
             clog = os.path.join(work, "cpython-%s.txt" % v)
-            rc = run([vpy, os.path.join("tests", "cpython_suite.py")], clog, env, 1800)
+            rc = run([vpy, os.path.join("tools", "cpython_suite.py")], clog, env, 1800)
             m = None
             with open(clog, errors="replace") as fh:
                 for line in fh:

@@ -1,4 +1,4 @@
-"""Child-process runner for tests/cpython_suite.py (not a test module).
+"""Child-process runner for tools/cpython_suite.py (not a test module).
 
 Run by the harness with the shadow environment's interpreter:
 

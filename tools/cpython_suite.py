@@ -2,7 +2,7 @@
 """Run CPython's own thread-pool tests against fastexec.ThreadPoolExecutor.
 
 Usage:
-    python tests/cpython_suite.py [options]
+    python tools/cpython_suite.py [options]
 
 Uses the running interpreter, which must have fastexec installed, and the
 standard library's ``test.test_concurrent_futures`` that it ships (a module on
@@ -29,7 +29,7 @@ What it does:
 How the replacement reaches every process: the harness creates a throw-away
 virtual environment over the running interpreter (bin/python symlinked to the
 same base interpreter) whose site-packages holds a .pth that imports
-tests/cpython_support/_fastexec_suite_hook.py.  The tests run with that
+tools/cpython_support/_fastexec_suite_hook.py.  The tests run with that
 environment's python, so sys.executable -- and therefore every interpreter the
 tests start (script_helper.assert_python_ok children, which use -I and would
 ignore a sitecustomize.py on PYTHONPATH, and multiprocessing children) --
