@@ -271,6 +271,8 @@ def clean_env(mode=None):
     env.pop("PYTHONHOME", None)
     if mode == "fastexec":
         env[ENV_VAR] = "1"
+    elif mode == "install":  # tools/asyncio_suite.py: pool + install()
+        env[ENV_VAR] = "install"
     return env
 
 

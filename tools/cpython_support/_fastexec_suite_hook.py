@@ -12,18 +12,22 @@ start-up and so runs ``activate()``, which:
 
 1. adds the site directories of the interpreter that runs the harness (where
    fastexec is installed), so that ``import fastexec`` works everywhere;
-2. when the environment variable FASTEXEC_CPYTHON_SUITE_PATCH is "1", arranges
-   for ``concurrent.futures.ThreadPoolExecutor`` and
+2. when the environment variable FASTEXEC_CPYTHON_SUITE_PATCH is "1" (or
+   "install"), arranges for ``concurrent.futures.ThreadPoolExecutor`` and
    ``concurrent.futures.thread.ThreadPoolExecutor`` to be
-   ``fastexec.ThreadPoolExecutor`` from the moment ``concurrent.futures`` is
-   first imported -- before any test module can bind the name (e.g.
-   ``ThreadPoolMixin.executor_type = futures.ThreadPoolExecutor`` at class
-   creation, or ``from concurrent.futures.thread import ThreadPoolExecutor``).
+   ``fastexec.ThreadPoolExecutor`` from the moment ``concurrent.futures`` (or
+   ``asyncio``, which imports it half-way through) has been imported -- before
+   any test module can bind the name (e.g. ``ThreadPoolMixin.executor_type =
+   futures.ThreadPoolExecutor`` at class creation, or ``from
+   concurrent.futures.thread import ThreadPoolExecutor``);
+3. when that variable is "install" (tools/asyncio_suite.py), also calls
+   ``fastexec.install()`` at that moment, so that asyncio runs with
+   fastexec's ``run_in_executor`` and ``to_thread`` from its first use.
 
 The variable's name does not start with PYTHON, so ``-E``/``-I`` children keep
 it.  Nothing is printed: several CPython tests assert that a child's stderr is
 empty.  If ``import fastexec`` fails in patch mode, the import of
-``concurrent.futures`` fails with that error, loudly, rather than silently
+``concurrent.futures`` (or ``asyncio``) fails with that error, loudly, rather than silently
 testing the stdlib pool.
 """
 
@@ -36,33 +40,63 @@ _TARGET = "concurrent.futures"
 _activated = False
 
 
-def patch_enabled():
-    return os.environ.get(ENV_VAR) == "1"
+def patch_mode():
+    """None, "pool" (replace the pool) or "install" (and fastexec.install())."""
+    value = os.environ.get(ENV_VAR)
+    if value == "1":
+        return "pool"
+    if value == "install":
+        return "install"
+    return None
 
 
-def _patch(cf_module):
-    # ``concurrent.futures`` has finished executing; fastexec imports it (and
-    # asyncio) itself, and subclasses the stdlib ThreadPoolExecutor, which it
-    # must see before we replace the names.  The import system binds the
-    # submodule on its parent package only after exec_module returns; do it
-    # now, as code like ``import concurrent.futures; concurrent.futures.X``
-    # (fastexec's) needs it.
-    setattr(sys.modules["concurrent"], "futures", cf_module)
-    import concurrent.futures.thread as cf_thread
-    import fastexec
+# The modules whose import triggers the patch, and those of them that are
+# executing right now.  fastexec imports both (its C module reads asyncio at
+# import), so it can only be imported once neither is half-initialised: when
+# asyncio is imported first, it imports concurrent.futures half-way through,
+# and the patch waits for asyncio to finish.
+_TRIGGERS = (_TARGET, "asyncio")
+_loading = set()
+_busy = False
+_done = False
 
-    cls = fastexec.ThreadPoolExecutor
-    cf_module.ThreadPoolExecutor = cls
-    cf_thread.ThreadPoolExecutor = cls
+
+def _try_patch():
+    global _busy, _done
+    if _done or _busy or _loading:
+        return
+    _busy = True
+    try:
+        # The import system binds a submodule on its parent package only
+        # after exec_module returns; do it now, as code like ``import
+        # concurrent.futures; concurrent.futures.X`` (fastexec's) needs it.
+        cf_module = sys.modules.get(_TARGET)
+        if cf_module is not None:
+            setattr(sys.modules["concurrent"], "futures", cf_module)
+        import concurrent.futures as cf_module
+        import concurrent.futures.thread as cf_thread
+        # fastexec subclasses the stdlib ThreadPoolExecutor, which it must see
+        # before the names are replaced.
+        import fastexec
+
+        cls = fastexec.ThreadPoolExecutor
+        cf_module.ThreadPoolExecutor = cls
+        cf_thread.ThreadPoolExecutor = cls
+        if patch_mode() == "install":
+            fastexec.install()
+        _done = True
+    finally:
+        _busy = False
 
 
 class _PatchingLoader:
-    """Wraps the loader of concurrent/futures/__init__.py: runs it, then
-    patches.  Every other attribute (get_source, is_package, ...) is the
-    original loader's."""
+    """Wraps the loader of one of _TRIGGERS: runs it, then patches if the
+    time has come.  Every other attribute (get_source, is_package, ...) is
+    the original loader's."""
 
-    def __init__(self, loader):
+    def __init__(self, loader, name):
         self._loader = loader
+        self._name = name
 
     def __getattr__(self, name):
         return getattr(self._loader, name)
@@ -71,25 +105,34 @@ class _PatchingLoader:
         return self._loader.create_module(spec)
 
     def exec_module(self, module):
-        self._loader.exec_module(module)
-        _patch(module)
+        _loading.add(self._name)
+        try:
+            self._loader.exec_module(module)
+        finally:
+            _loading.discard(self._name)
+        _try_patch()
 
 
 class _Finder:
-    """One-shot meta path finder for ``concurrent.futures``."""
+    """Meta path finder for _TRIGGERS, each once."""
+
+    def __init__(self, names):
+        self._names = set(names)
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != _TARGET:
+        if fullname not in self._names:
             return None
-        try:
-            sys.meta_path.remove(self)
-        except ValueError:
-            pass
+        self._names.discard(fullname)
+        if not self._names:
+            try:
+                sys.meta_path.remove(self)
+            except ValueError:
+                pass
         import importlib.util
-        spec = importlib.util.find_spec(fullname)
+        spec = importlib.util.find_spec(fullname)  # no longer ours to find
         if spec is None or spec.loader is None:
             return spec
-        spec.loader = _PatchingLoader(spec.loader)
+        spec.loader = _PatchingLoader(spec.loader, fullname)
         return spec
 
 
@@ -116,9 +159,10 @@ def activate():
         return
     _activated = True
     _add_site_dirs()
-    if not patch_enabled():
+    if patch_mode() is None:
         return
-    if _TARGET in sys.modules:
-        _patch(sys.modules[_TARGET])
+    missing = [name for name in _TRIGGERS if name not in sys.modules]
+    if missing:
+        sys.meta_path.insert(0, _Finder(missing))
     else:
-        sys.meta_path.insert(0, _Finder())
+        _try_patch()
