@@ -98,6 +98,8 @@ def check_flat(name, run_round, calls=N):
         after = total_after(run_round)
         growth.append(after - before)
         before = after
+    print("%s: total reference count growth per round of %d calls: %s"
+          % (name, calls, growth))
     if min(growth) >= calls // 2:
         raise LeakFound("%s: the total reference count grew in every round "
                         "of %d calls: %s" % (name, calls, growth))
@@ -149,18 +151,28 @@ def test_map(pool):
 
 def test_future_callbacks_and_cancel(pool):
     def one_round():
+        # Every worker blocked, so that the jobs behind them stay queued.
         gate = threading.Event()
-        blocker = pool.submit(gate.wait, WAIT)
+        started = threading.Semaphore(0)
+
+        def block():
+            started.release()
+            gate.wait(WAIT)
+        blockers = [pool.submit(block) for _ in range(pool._max_workers)]
+        for _ in blockers:
+            assert started.acquire(timeout=WAIT)
         futs = [pool.submit(fn, ARG) for _ in range(N)]
         seen = []
         for f in futs:
             f.add_done_callback(seen.append)
-        cancelled = sum(f.cancel() for f in futs[pool._max_workers:])
+        cancelled = sum(f.cancel() for f in futs[N // 2:])
         gate.set()
-        blocker.result(WAIT)
+        for b in blockers:
+            b.result(WAIT)
         concurrent.futures.wait(futs, WAIT)
-        assert cancelled > 0 and len(seen) == N
-        del futs, seen
+        assert cancelled == N - N // 2 and len(seen) == N
+        assert all(f.result() is ARG for f in futs[:N // 2])
+        del futs, seen, blockers
         idle(pool)
     check_flat("callbacks + cancel", one_round)
 
