@@ -1,6 +1,6 @@
 """Source checks as tests (in the style of uvloop's test_sourcecode.py):
 
-* ruff over python/ and tests/ (configuration in pyproject.toml);
+* ruff over python/, tests/ and tools/ (configuration in pyproject.toml);
 * ``python -m mypy.stubtest fastexec``: the stub against the built module
   (allowlist, each entry justified, in tests/stubtest_allowlist.txt);
 * ``mypy --strict`` on tests/typing_usage.py (the public API as a user types
@@ -59,7 +59,7 @@ def targets():
 
 def test_ruff():
     proc = run([sys.executable, "-m", "ruff", "check", "--no-cache",
-                "python", "tests"])
+                "python", "tests", "tools"])
     assert proc.returncode == 0, output(proc)
 
 

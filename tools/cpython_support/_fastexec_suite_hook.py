@@ -72,11 +72,12 @@ def _try_patch():
         # concurrent.futures; concurrent.futures.X`` (fastexec's) needs it.
         cf_module = sys.modules.get(_TARGET)
         if cf_module is not None:
-            setattr(sys.modules["concurrent"], "futures", cf_module)
-        import concurrent.futures as cf_module
-        import concurrent.futures.thread as cf_thread
+            sys.modules["concurrent"].futures = cf_module
         # fastexec subclasses the stdlib ThreadPoolExecutor, which it must see
         # before the names are replaced.
+        import concurrent.futures as cf_module
+        import concurrent.futures.thread as cf_thread
+
         import fastexec
 
         cls = fastexec.ThreadPoolExecutor
