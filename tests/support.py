@@ -68,7 +68,7 @@ def quiesce(pool, timeout=WAIT):
         f.result(timeout)
 
 
-# Set by tests/run_all.py for its AddressSanitizer + UBSan run.
+# Set by tools/run_all.py for its AddressSanitizer + UBSan run.
 SANITIZED = bool(os.environ.get("FASTEXEC_SANITIZED"))
 
 
