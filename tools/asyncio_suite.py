@@ -380,6 +380,13 @@ def _main(args, tmp):
         say("Failing without fastexec too (not compared): %d" % len(base_bad))
         for t in base_bad:
             say("  " + t)
+    no_base = sorted(set(module_of(t) for t in fast.records) -
+                     set(module_of(t) for t in base.records))
+    if no_base:
+        say("Test modules with no result without fastexec (not compared): "
+            + ", ".join(no_base))
+        for m in no_base:
+            say(_cs.indent("\n".join(log_lines_about(base, m))))
     if flaky:
         say("")
         say("Intermittent with fastexec (failed in the suite, passed alone; "
