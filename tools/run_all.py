@@ -159,7 +159,7 @@ def find_pythons(only):
             continue
         if it.label in found:
             continue
-        if only and it.label not in only and it.minor not in only:
+        if only and it.label not in only:
             continue
         found[it.label] = it
     pythons = sorted(found.values(), key=Interp.sort_key)
@@ -463,7 +463,7 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append",
                     help="an interpreter label such as 3.13 or 3.14d "
-                         "(repeatable; '3.14' also selects 3.14d)")
+                         "(repeatable)")
     ap.add_argument("--stage", action="append", choices=STAGES,
                     help="run only this stage (repeatable; the venv is "
                          "made as needed)")
