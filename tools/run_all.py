@@ -218,7 +218,8 @@ class Report:
         s = Stage(python, name)
         s.detail = why
         self.stages.append(s)
-        print("--- %s %s: not run: %s" % (python, name, why), flush=True)
+        print("--- %s %s: not run: %s" % (python or "all", name, why),
+              flush=True)
         return s
 
     def start(self, python, name):
