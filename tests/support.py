@@ -162,7 +162,7 @@ class LeakProbe:
         assert f["refs_end"] == f["refs_before"], "refcounts moved: " + msg
         # Under AddressSanitizer freed memory goes to its quarantine (256 MB)
         # instead of being reused, so RSS measures the quarantine there, not
-        # leaks: the RSS bound holds for normal builds only (tests/run_all.py
+        # leaks: the RSS bound holds for normal builds only (tools/run_all.py
         # runs every Python with one).  Refcounts and tracemalloc still count.
         if not SANITIZED:
             assert f["rss_delta"] < rss_tol, "RSS grew: " + msg
