@@ -421,13 +421,20 @@ core_run_job(fe_core *c, fe_worker *w, fe_job *job)
         return FE_CANCELLED;
     }
     PyObject *value = fe_job_call(job);
-    worker_heading(c, w);
+    /* Heading for the queue from here (so a submit made as soon as the
+     * outcome is seen wakes nobody: this worker takes it), unless deliver
+     * runs callbacks: one that submits to this pool and waits for the
+     * result would wait forever for this very worker. */
+    if (!sink->runs_callbacks)
+        worker_heading(c, w);
     fe_outcome outcome = FE_RESULT;
     if (value == NULL) {
         value = fe_fetch_exception();
         outcome = FE_ERROR;
     }
     sink->deliver(st, job, outcome, value);
+    if (sink->runs_callbacks)
+        worker_heading(c, w);
     w->current = NULL;  /* before any finalizer can run */
     if (sink->hand_off != NULL)
         sink->hand_off(st, job);

@@ -382,6 +382,7 @@ const fe_sink fe_future_sink = {
     .fail = cf_fail,
     .fork_child = cf_fork_child,
     .release = NULL,
+    .runs_callbacks = 1,          /* add_done_callback's, in the worker */
 };
 
 /* ------------------------------------------------------------- methods */

@@ -53,6 +53,12 @@ typedef struct fe_sink {
     /* Release what the job holds of its destination beyond its PyObject
      * fields (fe_job_free calls it); NULL if nothing. */
     void (*release)(fe_job *job);
+    /* 1 if deliver can run user code (a concurrent future's done
+     * callbacks): code that may submit to this pool and wait for the
+     * result.  The worker then counts as heading for the queue only once
+     * deliver has returned, so such a submit wakes or starts another worker
+     * (see core_run_job). */
+    int runs_callbacks;
 } fe_sink;
 
 struct fe_job {

@@ -460,6 +460,32 @@ def test_done_callback(new_pool):
     assert called[0][1] in pool._threads
 
 
+def test_done_callback_may_wait_for_a_job_of_the_same_pool(new_pool):
+    # A done callback (it runs in the worker that finished the job) submits
+    # to the same pool and waits for that result: with two workers the
+    # stdlib starts the second one for it, and so must we, although the
+    # first one is about to head back to the queue.
+    pool = new_pool(2)
+    gate = new_pool.gate()
+    blocker = Blocker(gate)
+    got = []
+    fired = threading.Event()
+
+    def callback(fut):
+        try:
+            got.append(pool.submit(operator.add, fut.result(), 1).result(WAIT))
+        except BaseException as exc:
+            got.append(exc)
+        fired.set()
+
+    f = pool.submit(blocker, 7)
+    assert blocker.wait_started(1)
+    f.add_done_callback(callback)
+    gate.set()
+    assert fired.wait(WAIT)
+    assert got == [8]
+
+
 def test_done_callback_exception_is_logged(new_pool, caplog):
     pool = new_pool(1)
     gate = new_pool.gate()
