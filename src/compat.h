@@ -148,8 +148,11 @@ fe_weakref_target(PyObject *ref)
 #define FE_SLOT_INTERPRETERS
 #endif
 #if PY_VERSION_HEX >= 0x030D0000
-/* The pool's data is guarded by its own mutexes, not by the GIL. */
-#define FE_SLOT_GIL {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+/* The pool's data is guarded by its own mutexes, but some of the rest still
+ * reasons from the GIL (the README's "What still reasons from the GIL"): so
+ * a free-threaded CPython re-enables the GIL when it imports us, and says so
+ * (RuntimeWarning), until those places are made safe. */
+#define FE_SLOT_GIL {Py_mod_gil, Py_MOD_GIL_USED},
 #else
 #define FE_SLOT_GIL
 #endif
