@@ -96,26 +96,10 @@ def say(*args):
 
 def preflight(shadow, workdir):
     """Check in an -I child that fastexec is what the fastexec run tests."""
-    try:
-        out = subprocess.run([shadow.python, "-I", "-X", "faulthandler", "-c",
-                              PREFLIGHT], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, universal_newlines=True,
-                             env=_cs.clean_env("install"), cwd=workdir,
-                             timeout=120)
-    except subprocess.TimeoutExpired:
-        return None, "the preflight child did not finish within 120 s"
-    info = None
-    for line in reversed(out.stdout.strip().splitlines()):
-        try:
-            info = json.loads(line)
-            break
-        except ValueError:
-            continue
-    if info is None:
-        return None, ("the preflight child exited %s without a report; "
-                      "stderr:\n%s" % (out.returncode, out.stderr))
-    if info.get("error"):
-        return info, info["error"]
+    info, error, _ = _cs.run_preflight(shadow, PREFLIGHT,
+                                       _cs.clean_env("install"), workdir)
+    if error:
+        return info, error
     problems = []
     if not info.get("hook"):
         problems.append("the start-up hook did not run")

@@ -301,17 +301,18 @@ print(json.dumps(info))
 """
 
 
-def preflight(shadow, mode, workdir):
-    """Check, in an isolated (-I) child like assert_python_ok's, that the
-    pool is the one `mode` asks for.  Returns (info, error_text)."""
+def run_preflight(shadow, code, env, workdir):
+    """Run `code` in an isolated (-I) child like assert_python_ok's; it
+    prints a JSON report as its last line.  Returns (info, error_text,
+    child's stderr); info None when there is no report."""
     try:
         out = subprocess.run([shadow.python, "-I", "-X", "faulthandler",
-                              "-c", PREFLIGHT],
+                              "-c", code],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             universal_newlines=True, env=clean_env(mode),
+                             universal_newlines=True, env=env,
                              cwd=workdir, timeout=120)
     except subprocess.TimeoutExpired:
-        return None, "the preflight child did not finish within 120 s"
+        return None, "the preflight child did not finish within 120 s", ""
     info = None
     for line in reversed(out.stdout.strip().splitlines()):
         try:
@@ -320,10 +321,18 @@ def preflight(shadow, mode, workdir):
         except ValueError:
             continue
     if info is None:
-        return None, ("preflight child exited %s without a report; stderr:\n%s"
-                      % (out.returncode, out.stderr))
-    if info.get("error"):
-        return info, info["error"]
+        return None, ("the preflight child exited %s without a report; "
+                      "stderr:\n%s" % (out.returncode, out.stderr)), out.stderr
+    return info, info.get("error") or None, out.stderr
+
+
+def preflight(shadow, mode, workdir):
+    """Check, in an isolated (-I) child, that the pool is the one `mode`
+    asks for.  Returns (info, error_text)."""
+    info, error, stderr = run_preflight(shadow, PREFLIGHT, clean_env(mode),
+                                        workdir)
+    if error:
+        return info, error
     if not info.get("hook"):
         return info, "the start-up hook did not run in an -I child"
     expected = ("fastexec.ThreadPoolExecutor" if mode == "fastexec"
@@ -334,12 +343,12 @@ def preflight(shadow, mode, workdir):
                       "is %s and concurrent.futures.thread.ThreadPoolExecutor "
                       "is %s; expected %s" % (info.get("cf"), info.get("cft"),
                                               expected))
-    if out.stderr.strip():
+    if stderr.strip():
         # Not fatal (the tests that check a child's stderr will tell), but
         # worth showing.
         say("warning: in the %s preflight, an -I child that imports "
             "concurrent.futures wrote to stderr:\n%s"
-            % (mode, indent(out.stderr)))
+            % (mode, indent(stderr)))
     return info, None
 
 
