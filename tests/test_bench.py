@@ -134,6 +134,83 @@ def test_app_workload_with_the_bundled_client(tmp_path):
         assert data["contenders"]["install()"]
 
 
+STARLETTE_CONTENDERS = ["stdlib", "install()", "inline (no thread)"]
+
+
+def test_starlette_workload_with_the_bundled_client(tmp_path):
+    """Starlette under uvicorn, each round a server process of its own: the
+    stdlib's anyio threads, install()'s pool, the async endpoint."""
+    out = tmp_path / "starlette.json"
+    text = check_ok(run_bench("bench", "--only", "starlette", "--client",
+                              "bundled", "--connections", "4", *TINY_APP,
+                              "--json", str(out)))
+    assert "HTTP load from: the bundled asyncio load client" in text
+    assert "Starlette app, 4 connections  (req/s, higher is better)" in text
+    assert "of inline" in text
+    assert "NOT RUN" not in text
+    data = json.loads(out.read_text())
+    assert set(data["meta"]["versions"]) >= {"starlette", "uvicorn"}
+    assert data["meta"]["not_run"] == {}
+    rows = rows_of(data)
+    assert {w for w, _ in rows} == {"starlette"}
+    threads = {}
+    for name in STARLETTE_CONTENDERS:
+        row = rows[("starlette", name)]
+        check_row(row)
+        assert row["size"] == 4 and row["unit"] == "req/s"
+        assert "uvicorn" in row["description"]
+        extras = row["extras"][0]
+        assert extras["client"] == "bundled"
+        assert extras["requests"] > 0 and extras["errors"] == 0
+        assert extras["non_2xx"] == 0
+        assert extras["server_requests"] >= extras["requests"]
+        assert extras["server_requests"] == sum(extras["server_threads"].values())
+        assert extras["server_http"] in ("H11Protocol", "HttpToolsProtocol")
+        threads[name] = set(extras["server_threads"])
+        assert data["contenders"]["starlette: " + name]
+    # Where the endpoint ran: anyio's own worker threads, fastexec's anyio
+    # pool after install(), the loop's thread for the async endpoint.
+    assert threads["stdlib"] == {"AnyIO worker thread"}
+    assert threads["install()"] and all(
+        t.startswith("AnyIO worker thread (fastexec)")
+        for t in threads["install()"]), threads
+    assert threads["inline (no thread)"] == {"MainThread"}
+    assert rows[("starlette", "inline (no thread)")]["reference"] is True
+    assert rows[("starlette", "stdlib")]["vs_baseline"] == 1.0
+
+
+def test_starlette_workload_is_reported_not_run_without_starlette(tmp_path):
+    fake = tmp_path / "site" / "starlette"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ImportError('starlette hidden by the test')\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(fake.parent) + (
+        os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    out = tmp_path / "none.json"
+    text = check_ok(run_bench("bench", "--only", "starlette", "--client",
+                              "bundled", *TINY_APP, "--json", str(out),
+                              env=env))
+    assert ("skipped: contenders needing starlette (starlette does not "
+            "import (starlette hidden by the test)") in text
+    assert "Starlette app, 32 connections: NOT RUN: starlette does not " \
+           "import" in text
+    data = json.loads(out.read_text())
+    assert data["results"] == []
+    not_run = data["meta"]["not_run"]["starlette"]
+    assert not_run["all"] is True
+    assert not_run["contenders"] == STARLETTE_CONTENDERS
+    assert "starlette hidden by the test" in not_run["reasons"]["starlette"]
+
+
+def test_starlette_runs_only_when_named():
+    from fastexec._bench import cli
+    parser = cli.build_parser()
+    assert "starlette" not in cli._select(parser, None)
+    assert "app" in cli._select(parser, None)
+    assert cli._select(parser, "starlette,app") == ["app", "starlette"]
+
+
 FAKE_WRK = textwrap.dedent("""\
     #!%s
     # A stand-in for wrk where it is not installed: one real GET to the URL,

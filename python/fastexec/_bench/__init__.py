@@ -3,6 +3,8 @@
 One concern per module:
 
 * ``app.py``          the HTTP app (server, bundled load client, wrk driver)
+* ``starlette_app.py`` the Starlette app under uvicorn (the ``starlette``
+  workload's server; app.py drives it and loads it)
 * ``app_workload.py`` the app workloads and their contenders
 * ``micro.py``        the micro-benchmarks and their contenders
 * ``runner.py``       workloads, results, the interleaved rounds

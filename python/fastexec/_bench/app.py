@@ -414,16 +414,20 @@ def _run_load(client, port, connections, duration, warmup):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_round(mode, data_dir, connections, duration, warmup, wrk=None):
+def run_round(mode, data_dir, connections, duration, warmup, wrk=None,
+              script=None):
     """One round: start the server in *mode*, load it, stop it.
 
     Returns the load's dict (requests_per_second, latencies, errors) plus the
-    server's CPU seconds.  wrk is the wrk executable, or None for the
-    bundled client.
+    server's CPU seconds (and whatever else its DONE line says, as
+    ``server_<key>``).  wrk is the wrk executable, or None for the bundled
+    client.  script is the server's script (``serve --mode --data``, the
+    protocol of this one, which is the default).
     """
     import subprocess
     proc = subprocess.Popen(
-        [sys.executable, _APP, "serve", "--mode", mode, "--data", data_dir],
+        [sys.executable, script or _APP, "serve", "--mode", mode, "--data",
+         data_dir],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=_child_env())
     try:
@@ -457,6 +461,9 @@ def run_round(mode, data_dir, connections, duration, warmup, wrk=None):
     result["server_requests"] = server["served"]
     result["server_cpu_ms_per_request"] = (
         1e3 * server["cpu_seconds"] / max(1, server["served"]))
+    for key, value in server.items():
+        if key not in ("served", "cpu_seconds"):
+            result["server_" + key] = value
     return result
 
 

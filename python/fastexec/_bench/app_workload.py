@@ -1,5 +1,7 @@
-"""The app workload's contenders and rounds (the server itself is app.py)."""
+"""The app workloads' contenders and rounds (the servers themselves are
+app.py, the raw asyncio app, and starlette_app.py, Starlette under uvicorn)."""
 
+import os
 import tempfile
 
 from . import app
@@ -22,14 +24,32 @@ CONTENDERS = {
 }
 REFERENCE = "inline (no thread)"
 
+STARLETTE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(app.__file__)),
+                                "starlette_app.py")
+_STARLETTE = ("starlette", "uvicorn")
+# The Starlette workload's: the same names, its own server (starlette_app.py).
+STARLETTE_CONTENDERS = {
+    "stdlib": ("stdlib", _STARLETTE,
+               ("Starlette's sync endpoint as it runs it: in anyio's worker "
+                "threads (run_in_threadpool, anyio.to_thread.run_sync)")),
+    "install()": ("install", ("fastexec",) + _STARLETTE,
+                  ("the same app, fastexec.install() called before uvicorn "
+                   "starts: the endpoint runs on fastexec's anyio pool")),
+    "inline (no thread)": ("inline", _STARLETTE,
+                           ("the same calls in an async endpoint, on the "
+                            "loop's thread, no worker thread: the app's upper "
+                            "bound")),
+}
+
 
 class AppSession:
     """A contender of the app workload; every round starts its own server
     process (so rounds are also separate processes)."""
 
-    def __init__(self, mode, settings):
+    def __init__(self, mode, settings, script=None):
         self.mode = mode
         self.settings = settings
+        self.script = script
 
     def close(self):
         pass
@@ -74,32 +94,45 @@ class AppSettings:
 def measure(session, connections):
     s = session.settings
     result = app.run_round(session.mode, s.data_dir, connections, s.duration,
-                           s.warmup, s.wrk)
+                           s.warmup, s.wrk, script=session.script)
     result["client"] = "wrk" if s.wrk else "bundled"
     return result["requests_per_second"], result
 
 
 def make_workloads(settings, connections=32):
-    def open_session(env, name, max_workers):
-        return AppSession(CONTENDERS[name][0], settings)
+    def workload(key, conns, title, contenders, script, description):
+        def open_session(env, name, max_workers):
+            return AppSession(contenders[name][0], settings, script)
 
-    def workload(key, conns, title):
         return Workload(
-            key, title, "req/s", "higher", list(CONTENDERS), measure,
+            key, title, "req/s", "higher", list(contenders), measure,
             open_session, conns, conns, references=(REFERENCE,),
             warmup_round=False, size_text="connections",
-            requires={c: v[1] for c, v in CONTENDERS.items()},
+            requires={c: v[1] for c, v in contenders.items()},
             description=(
-                "HTTP/1.1 keep-alive server on 127.0.0.1 (asyncio streams), "
-                "%d connection%s; per request 4 sequential hops: os.stat, "
-                "sha256 of 4 KB, read a 2 KB file, one sqlite3 query; a new "
-                "server process per round, %g s of warm-up then %g s measured"
-                % (conns, "" if conns == 1 else "s", settings.warmup,
-                   settings.duration)))
+                description % (conns, "" if conns == 1 else "s")
+                + "; a new server process per round, %g s of warm-up then "
+                "%g s measured" % (settings.warmup, settings.duration)))
 
+    raw = ("HTTP/1.1 keep-alive server on 127.0.0.1 (asyncio streams), "
+           "%d connection%s; per request 4 sequential hops: os.stat, sha256 "
+           "of 4 KB, read a 2 KB file, one sqlite3 query")
     return [workload("app", connections,
-                     "HTTP app, %d connections" % connections),
-            workload("app-1", 1, "HTTP app, 1 connection")]
+                     "HTTP app, %d connections" % connections, CONTENDERS,
+                     None, raw),
+            workload("app-1", 1, "HTTP app, 1 connection", CONTENDERS, None,
+                     raw),
+            workload("starlette", connections,
+                     "Starlette app, %d connections" % connections,
+                     STARLETTE_CONTENDERS, STARLETTE_SCRIPT,
+                     "Starlette app served by uvicorn on 127.0.0.1 (asyncio "
+                     "loop, uvicorn's http=auto: the JSON's server_http says "
+                     "which), HTTP/1.1 keep-alive, %d connection%s; per "
+                     "request one endpoint making the same 4 calls one after "
+                     "the other: sync for stdlib and install() (Starlette "
+                     "runs it in a worker thread), async for inline")]
 
 
-WORKLOAD_KEYS = ["app", "app-1"]
+WORKLOAD_KEYS = ["app", "app-1", "starlette"]
+# Run only when named (--only starlette): not part of the default run.
+OPT_IN_KEYS = ["starlette"]

@@ -11,6 +11,8 @@ from .env import Env, Load, default_max_workers, load_average, machine_info
 from .runner import Progress, run_workload, steps
 
 WORKLOAD_KEYS = app_workload.WORKLOAD_KEYS + micro.WORKLOAD_KEYS
+# What runs without --only: all but the opt-in ones (the Starlette app).
+DEFAULT_KEYS = [k for k in WORKLOAD_KEYS if k not in app_workload.OPT_IN_KEYS]
 
 
 def build_parser(prog=None):
@@ -30,7 +32,10 @@ def build_parser(prog=None):
                              "quick 3)")
     parser.add_argument("--only", metavar="WORKLOAD[,..]",
                         help="run only these workloads: %s, or 'micro' for "
-                             "all micro ones" % ", ".join(WORKLOAD_KEYS))
+                             "all micro ones (default: all but %s, which "
+                             "runs only when named)" % (
+                                 ", ".join(WORKLOAD_KEYS),
+                                 ", ".join(app_workload.OPT_IN_KEYS)))
     parser.add_argument("--load", type=int, default=0, metavar="N",
                         help="run N CPU-bound processes beside the benchmark "
                              "for its whole duration (the 'loaded' case)")
@@ -68,7 +73,7 @@ def build_parser(prog=None):
 
 def _select(parser, only):
     if not only:
-        return list(WORKLOAD_KEYS)
+        return list(DEFAULT_KEYS)
     selected = []
     unknown = []
     for key in (k.strip() for k in only.split(",")):
@@ -85,6 +90,26 @@ def _select(parser, only):
             "unknown workload(s) " + ", ".join(unknown) if unknown
             else "no workload given", ", ".join(WORKLOAD_KEYS)))
     return [k for k in WORKLOAD_KEYS if k in selected]
+
+
+def _why_not_run(env, workload, runnable):
+    """Which contenders of *workload* do not run, and why (the missing
+    modules)."""
+    missing = {}
+    for name in workload.contenders:
+        if name not in runnable:
+            for module in workload.requires.get(name, ()):
+                if module in env.missing:
+                    missing.setdefault(module, []).append(name)
+    return {
+        "contenders": [c for c in workload.contenders if c not in runnable],
+        "reasons": {m: env.missing[m] for m in missing},
+        "all": not runnable,
+        "text": "%s: %s" % (
+            "NOT RUN" if not runnable else "not run for %s" % ", ".join(
+                c for c in workload.contenders if c not in runnable),
+            "; ".join(env.missing[m] for m in missing)),
+    }
 
 
 def main(argv=None, prog=None):
@@ -156,6 +181,8 @@ def main(argv=None, prog=None):
                               for m in w.requires.get(c, ())}
         report.print_header(out, env, info, settings)
         plan = [(w, w.runnable(env)) for w in workloads]
+        not_run = {w.key: _why_not_run(env, w, runnable)
+                   for w, runnable in plan if len(runnable) < len(w.contenders)}
         sizes = {w.key: (w.quick_size if args.quick else w.full_size)
                  for w in workloads}
         progress = Progress(sum(steps(w, cs, rounds) for w, cs in plan),
@@ -182,13 +209,17 @@ def main(argv=None, prog=None):
         app_settings.cleanup()
 
     report.print_table(out, results)
+    for workload in workloads:
+        if not_run.get(workload.key, {}).get("all"):
+            out("%s: %s" % (workload.title, not_run[workload.key]["text"]))
     if args.load and load_alive != args.load:
         out("warning: only %d of the %d load processes were still running at "
             "the end" % (load_alive, args.load))
     if cut:
         out("warning: --time-limit %g s reached: fewer rounds than asked for "
             "in %s" % (args.time_limit, ", ".join(cut)))
-    report.print_workloads(out, workloads, sizes, seconds, one_sleep_ms)
+    report.print_workloads(out, workloads, sizes, seconds, one_sleep_ms,
+                           not_run)
     evaluated = []
     if targets is not None:
         evaluated = report.evaluate_targets(targets, results, args.load)
@@ -199,6 +230,8 @@ def main(argv=None, prog=None):
                       for name, c in micro.CONTENDERS.items()}
         contenders.update({name: v[2] for name, v in
                            app_workload.CONTENDERS.items()})
+        contenders.update({"starlette: " + name: v[2] for name, v in
+                           app_workload.STARLETTE_CONTENDERS.items()})
         meta = dict(info, mode=settings["mode"], rounds=rounds,
                     load=args.load, load_processes_alive_at_end=load_alive,
                     load_pids=load_pids,
@@ -211,7 +244,8 @@ def main(argv=None, prog=None):
                     cut_by_time_limit=cut,
                     default_max_workers=default_max_workers(),
                     versions=env.versions(), skipped=env.missing,
-                    notes=env.notes, targets_file=args.targets)
+                    notes=env.notes, targets_file=args.targets,
+                    not_run=not_run)
         report.write_json(args.json, meta, contenders, results, evaluated)
         out("")
         out("wrote %s" % args.json)

@@ -35,6 +35,7 @@ class Env:
 
     def __init__(self):
         self.fastexec = self.uvloop = self.anyio = None
+        self.starlette = self.uvicorn = None
         self.missing = {}
         self.notes = []
         try:
@@ -63,6 +64,15 @@ class Env:
             self.missing["anyio"] = "anyio is not installed: pip install anyio"
         else:
             self.anyio = anyio
+        # The Starlette workload's (its server imports them, in its process).
+        for name in ("starlette", "uvicorn"):
+            try:
+                module = __import__(name)
+            except ImportError as exc:
+                self.missing[name] = ("%s does not import (%s): pip install %s"
+                                      % (name, exc, name))
+            else:
+                setattr(self, name, module)
 
     def versions(self):
         found = {}
@@ -72,6 +82,9 @@ class Env:
             found["uvloop"] = getattr(self.uvloop, "__version__", "?")
         if self.anyio is not None:
             found["anyio"] = dist_version("anyio")
+        for name in ("starlette", "uvicorn"):
+            if getattr(self, name) is not None:
+                found[name] = dist_version(name)
         return found
 
     def has(self, requires):

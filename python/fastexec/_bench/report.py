@@ -261,15 +261,20 @@ def print_table(out, results):
             "quieter machine." % (100 * NOISY, "; ".join(noisy_rows)))
 
 
-def print_workloads(out, workloads, sizes, seconds, one_sleep_ms=None):
+def print_workloads(out, workloads, sizes, seconds, one_sleep_ms=None,
+                    not_run=None):
+    """The workloads, one line each; *not_run*: {key: {"text": ...}} for
+    those whose contenders (some or all) could not run."""
     from .env import default_max_workers
     out("")
     out("workloads:")
     for w in workloads:
-        out("  %s: %s = %s, %s workers, %.1f s in all. %s" % (
+        skipped = (not_run or {}).get(w.key)
+        out("  %s: %s = %s, %s workers, %.1f s in all. %s%s" % (
             w.title, w.size_text, "{:,}".format(sizes[w.key]),
             w.max_workers or default_max_workers(),
-            seconds.get(w.key, 0.0), w.description))
+            seconds.get(w.key, 0.0), w.description,
+            "" if skipped is None else ". " + skipped["text"]))
     if one_sleep_ms is not None:
         out("  (one time.sleep(0.001) takes %.3f ms here: the floor of the "
             "sleep workload before any pool)" % one_sleep_ms)
