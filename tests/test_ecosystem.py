@@ -9,7 +9,9 @@ loky) through the bridge, and a real Starlette app served by uvicorn.
 * dask / loky: their ``concurrent.futures`` executors through
   ``fastexec.run_in_executor`` and ``fastexec.wrap_future``, compared with
   what the stdlib's ``loop.run_in_executor`` / ``asyncio.wrap_future`` do
-  with the same executor (results, exceptions, cancellation, many futures).
+  with the same executor (results, exceptions, cancellation, many futures);
+  dask's is a real ``LocalCluster`` of two worker processes on 127.0.0.1,
+  started and stopped by the module.
 * Starlette: a real uvicorn server on 127.0.0.1 (a port the kernel picks),
   started and stopped by the test, sync endpoints doing blocking work, real
   HTTP requests with httpx; with ``install()`` the endpoints run on
@@ -18,11 +20,14 @@ loky) through the bridge, and a real Starlette app served by uvicorn.
 
 import asyncio
 import concurrent.futures
+import logging
 import operator
+import os
 import socket
 import sys
 import threading
 import time
+import types
 
 import pytest
 
@@ -257,30 +262,82 @@ def _check_cancel_like_stdlib(executor, n_blockers, cancelled):
     assert ours == expected
 
 
+# Worker processes (spawned: each imports dask) on a loaded machine: the
+# cluster's start counts toward the first test's time.
+DASK_TIMEOUT = pytest.mark.timeout(300)
+
+
+def _gone(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
 @pytest.fixture(scope="module")
-def dask_client():
+def dask_cluster():
+    """A real LocalCluster of two worker processes (one thread each) on
+    127.0.0.1, started here and stopped at the end of the module, with its
+    worker processes gone."""
     distributed = require("distributed")
     cluster = distributed.LocalCluster(
-        n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
-        host="127.0.0.1", dashboard_address=None)
-    client = distributed.Client(cluster)
+        n_workers=2, threads_per_worker=1, processes=True, protocol="tcp",
+        host="127.0.0.1", dashboard_address=None, silence_logs=logging.ERROR)
+    pids = set()
     try:
-        yield client
+        client = distributed.Client(cluster, timeout=120)
+        try:
+            client.wait_for_workers(2, timeout=120)
+            info = client.scheduler_info()["workers"]
+            pids = {w["pid"] for w in info.values()}
+            assert len(pids) == 2 and os.getpid() not in pids, info
+            assert all(addr.startswith("tcp://127.0.0.1:") for addr in info), info
+            yield types.SimpleNamespace(client=client, pids=pids)
+        finally:
+            client.close(timeout=60)
     finally:
-        client.close()
-        cluster.close()
+        cluster.close(timeout=60)
+    # close() joined the worker processes: none is left behind.
+    deadline = time.monotonic() + WAIT
+    while not all(map(_gone, pids)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(map(_gone, pids)), "dask worker processes left running: %s" % pids
 
 
+@pytest.fixture
+def dask_client(dask_cluster):
+    return dask_cluster.client
+
+
+@DASK_TIMEOUT
+def test_dask_cluster_runs_the_calls_in_its_worker_processes(dask_cluster):
+    pids = dask_cluster.pids
+    with dask_cluster.client.get_executor(pure=False) as executor:
+        async def main():
+            return await asyncio.gather(*(
+                fastexec.run_in_executor(executor, os.getpid) for _ in range(40)))
+
+        got = asyncio.run(asyncio.wait_for(main(), WAIT))
+    assert len(got) == 40 and set(got) <= pids, (set(got), pids)
+
+
+@DASK_TIMEOUT
 def test_dask_executor_through_the_bridge(dask_client):
     with dask_client.get_executor() as executor:
         _compare_with_stdlib(executor)
 
 
+@DASK_TIMEOUT
 def test_dask_futures_cancelled_through_the_bridge(dask_client):
+    # Two blockers keep both workers busy while the cancelled call waits;
+    # dask's concurrent futures stay pending until done, so cancel() is
+    # always accepted (the same with asyncio.wrap_future).
     with dask_client.get_executor(pure=False) as executor:
-        _check_cancel_like_stdlib(executor, 1, True)
+        _check_cancel_like_stdlib(executor, 2, True)
 
 
+@DASK_TIMEOUT
 def test_dask_native_futures_via_wrap_future(dask_client):
     """dask's own futures (not concurrent ones) through the executor that
     the client hands out; client.submit futures are awaited natively by dask
