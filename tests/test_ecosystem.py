@@ -289,10 +289,11 @@ def dask_cluster():
         client = distributed.Client(cluster, timeout=120)
         try:
             client.wait_for_workers(2, timeout=120)
-            info = client.scheduler_info()["workers"]
-            pids = {w["pid"] for w in info.values()}
-            assert len(pids) == 2 and os.getpid() not in pids, info
-            assert all(addr.startswith("tcp://127.0.0.1:") for addr in info), info
+            by_worker = client.run(os.getpid)       # {address: its pid}
+            pids = set(by_worker.values())
+            assert len(pids) == 2 and os.getpid() not in pids, by_worker
+            assert all(addr.startswith("tcp://127.0.0.1:")
+                       for addr in by_worker), by_worker
             yield types.SimpleNamespace(client=client, pids=pids)
         finally:
             client.close(timeout=60)
@@ -406,7 +407,8 @@ class _Server:
 
     def __init__(self, loop_kind):
         import uvicorn
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM,
+                                  socket.IPPROTO_TCP)   # asyncio: TCP_NODELAY
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)

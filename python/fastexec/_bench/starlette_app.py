@@ -84,7 +84,10 @@ def serve(mode, directory):
         if not (fastexec.installed() and _anyio.installed()):
             raise SystemExit("fastexec.install() did not hook anyio")
     counts = {}
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on sockets whose
+    # proto says TCP (an accepted socket inherits the listener's 0 otherwise,
+    # and Nagle's algorithm then holds every response back ~40 ms).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(1024)
