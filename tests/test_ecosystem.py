@@ -407,8 +407,7 @@ class _Server:
 
     def __init__(self, loop_kind):
         import uvicorn
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM,
-                                  socket.IPPROTO_TCP)   # asyncio: TCP_NODELAY
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(128)
