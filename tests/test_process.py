@@ -376,7 +376,10 @@ def test_ctrl_c(impl, script):
     else:
         code = {"async": SIGINT_ASYNC, "map": SIGINT_MAP,
                 "caught": SIGINT_CAUGHT}[script]
-    body = ("import faulthandler, sys, time\n"
+    # A shell's background job (CI, nohup) starts with SIGINT ignored, which
+    # Python keeps: the child restores the default handler.
+    body = ("import faulthandler, signal, sys, time\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "faulthandler.dump_traceback_later(30, exit=True)\n"
             + POOL_IMPORTS[impl] + code)
     env = dict(os.environ)
