@@ -46,7 +46,11 @@ from support import WAIT, wait_until  # noqa: E402
 
 cf = concurrent.futures
 
-pytestmark = pytest.mark.timeout(30)
+# Several tests give the loop a stdlib default executor on purpose: the
+# SlowPathWarning that install() gives then is expected here (tests/
+# test_status.py tests it), not a failure under -W error.
+pytestmark = [pytest.mark.timeout(30),
+              pytest.mark.filterwarnings("ignore::fastexec.SlowPathWarning")]
 
 # How long anything that should happen at once may take (shared machine).
 COROUTINE_MSG = "coroutines cannot be used with run_in_executor()"
