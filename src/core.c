@@ -156,6 +156,38 @@ worker_back(fe_core *c, fe_worker *w)
  * GIL and the jobs are short), and only then asks for the GIL. */
 #define CASCADE_DELAY 50e-6
 
+/* Starting.  A thread is started for a queued job when no worker is idle,
+ * spinning or heading for the queue.  Until it first looks at the queue it
+ * counts in nstarting, and no other thread is started for the jobs it will
+ * take: start one only while more jobs are queued than threads are starting
+ * (core_can_start).  Without that count, a worker that came back meanwhile
+ * took the job a thread was being started for, the next submit started yet
+ * another, and a pool serving 8 concurrent callers grew to 9 or 10 threads
+ * (in half of the runs of 8 clients x 10 sequential 2 ms calls, Python
+ * 3.13; the stdlib's pool, whose idle semaphore is released after the
+ * outcome, in nearly all).  So a pool never holds more threads than it had
+ * jobs in hand or queued when it last started one. */
+static inline int
+core_can_start(fe_core *c)
+{
+    FE_ASSERT_HELD(&c->mu);
+    assert(c->nstarting >= 0 && c->nstarting <= c->nthreads);
+    return c->nthreads < c->max_workers && c->queue.n > c->nstarting;
+}
+
+/* The worker's first look at the queue, or its leaving before it: it no
+ * longer counts as starting.  mu held. */
+static inline void
+worker_started(fe_core *c, fe_worker *w)
+{
+    FE_ASSERT_HELD(&c->mu);
+    if (w->starting) {
+        w->starting = 0;
+        c->nstarting--;
+        assert(c->nstarting >= 0);
+    }
+}
+
 /* Wake the most recently idle worker (LIFO: its cache is warm, and the
  * others stay asleep long enough to reach idle_timeout); `deferred`: woken
  * by a cascade (see "Waking").  mu held. */
@@ -224,6 +256,8 @@ spawn_done(fe_core *c, int failed, PyObject *ticket)
             if (ticket != NULL)
                 ticket_byte(ticket)[0] = TICKET_ABANDONED;
             c->nthreads--;
+            c->nstarting--;
+            assert(c->nstarting >= 0);
         }
     }
     if (--c->nspawning == 0)
@@ -391,9 +425,10 @@ fe_core_enqueue(fe_core *c, fe_job *job)
      * queued (see "Waking" and worker_heading). */
     if (c->spinning || __atomic_load_n(&c->nheading, __ATOMIC_SEQ_CST) > 0)
         ;
-    else if (!wake_one(c, 0) && c->nthreads < c->max_workers) {
+    else if (!wake_one(c, 0) && core_can_start(c)) {
         c->nthreads++;
         c->nspawning++;
+        c->nstarting++;
         spawn = 1;
     }
     fe_mutex_unlock(&c->mu);
@@ -454,6 +489,7 @@ core_next_job(fe_core *c, fe_worker *w, fe_outcome prev, int *idle_exit)
     *idle_exit = 0;
 
     fe_mutex_lock(&c->mu);
+    worker_started(c, w);
     if (prev != FE_PENDING) {
         c->nrunning--;
         w->busy = 0;
@@ -481,10 +517,11 @@ core_next_job(fe_core *c, fe_worker *w, fe_outcome prev, int *idle_exit)
             int spawn = 0;
             if (c->queue.head != NULL && !c->spinning &&
                 __atomic_load_n(&c->nheading, __ATOMIC_SEQ_CST) == 0 &&
-                !wake_one(c, 1) && c->nthreads < c->max_workers &&
+                !wake_one(c, 1) && core_can_start(c) &&
                 !c->shutdown && !c->broken && !fe_interpreter_shutdown(c->st)) {
                 c->nthreads++;
                 c->nspawning++;
+                c->nstarting++;
                 spawn = 1;
             }
             fe_mutex_unlock(&c->mu);
@@ -641,8 +678,11 @@ core_worker(fe_core *c, PyObject *ticket)
     if (fe_cond_init(&w.cv) < 0) {
         /* No worker after all: nthreads was raised for us. */
         fe_mutex_lock(&c->mu);
-        if (ticket_byte(ticket)[0] != TICKET_ABANDONED)
+        if (ticket_byte(ticket)[0] != TICKET_ABANDONED) {
             c->nthreads--;
+            c->nstarting--;
+            assert(c->nstarting >= 0);
+        }
         ticket_byte(ticket)[0] = TICKET_ABANDONED;
         fe_mutex_unlock(&c->mu);
         PyErr_SetString(PyExc_OSError, "pthread_cond_init failed");
@@ -654,6 +694,7 @@ core_worker(fe_core *c, PyObject *ticket)
     w.woken = 0;
     w.heading = 0;
     w.deferred = 0;
+    w.starting = 0;
     w.tid = pthread_self();
     /* On the list of all workers from the start (the initializer included),
      * so that a fork() from inside this thread knows it survives. */
@@ -669,6 +710,10 @@ core_worker(fe_core *c, PyObject *ticket)
         }
         c->nthreads++;
         self_listed = 1;
+    }
+    else {
+        /* Counted in nstarting by our spawner (core_can_start). */
+        w.starting = 1;
     }
     ticket_byte(ticket)[0] = TICKET_STARTED;
     w.all_prev = NULL;
@@ -687,6 +732,7 @@ core_worker(fe_core *c, PyObject *ticket)
             core_initializer_failed(c, exc);
             Py_DECREF(exc);
             fe_mutex_lock(&c->mu);
+            worker_started(c, &w);
             c->nthreads--;
             fe_mutex_unlock(&c->mu);
             goto leave;

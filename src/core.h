@@ -36,6 +36,7 @@ typedef struct fe_worker {
     int heading;                  /* counted in core->nheading (core.c) */
     int deferred;                 /* woken by a cascade: gives the waker
                                      CASCADE_DELAY to drain the queue first */
+    int starting;                 /* counted in core->nstarting */
 } fe_worker;
 
 typedef struct fe_core {
@@ -51,6 +52,9 @@ typedef struct fe_core {
     int nthreads;                 /* workers started and not yet exiting */
     int nspawning;                /* threads being started (spawn_worker) */
     pthread_cond_t spawn_cv;      /* signalled when nspawning drops to 0 */
+    int nstarting;                /* threads started for queued jobs that
+                                     have not looked at the queue yet
+                                     (core.c, "Starting") */
     int nrunning;                 /* jobs in a worker's hands */
     int max_workers;
     int spinning;                 /* a worker is spinning for the next job */

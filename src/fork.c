@@ -79,8 +79,9 @@ fork_child(void)
         c->nidle = 0;
         c->spinning = 0;
         c->nheading = 0;
+        c->nstarting = 0;
         if (survivor != NULL)
-            survivor->heading = 0;
+            survivor->heading = survivor->starting = 0;
         c->nthreads = survivor != NULL;
         c->nrunning = survivor != NULL && survivor->busy;
         /* Threads that were being started are gone; so are the waiters of

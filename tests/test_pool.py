@@ -1527,6 +1527,47 @@ def test_idle_threads_reused_with_several_idle(new_pool):
         assert pool.submit(current_thread_job).result(WAIT) in threads
     assert pool._threads == threads
 
+def test_no_thread_started_for_a_job_a_starting_thread_will_take(new_fast_pool):
+    # A thread started for a job whose place a returning worker took is
+    # still on its way to the queue: the next job is its own, so no third
+    # thread is started for two jobs in hand.  (fastexec started one in this
+    # window, found by a Starlette test that counted 9 threads for 8
+    # clients; the stdlib's 3.13 pool starts one here too, its 3.9 pool
+    # does not.)  The second thread is held in its initializer, so the
+    # window stays open.
+    first_passed = threading.Event()
+    hold_init = new_fast_pool.gate()
+
+    def initializer():
+        if first_passed.is_set():
+            hold_init.wait(WAIT)
+        first_passed.set()
+
+    pool = new_fast_pool(8, initializer=initializer)
+    gate1, gate2 = new_fast_pool.gate(), new_fast_pool.gate()
+    started1, started2 = threading.Event(), threading.Event()
+
+    def job(started, gate):
+        started.set()
+        gate.wait(WAIT)
+        return threading.current_thread()
+
+    f1 = pool.submit(job, started1, gate1)
+    assert started1.wait(WAIT)
+    f2 = pool.submit(job, started2, gate2)  # starts a second thread: held
+    assert len(pool._threads) == 2
+    gate1.set()                             # the first thread takes job 2
+    first = f1.result(WAIT)
+    assert started2.wait(WAIT)
+    f3 = pool.submit(current_thread_job)    # the held thread's job
+    assert len(pool._threads) == 2
+    hold_init.set()
+    third = f3.result(WAIT)
+    gate2.set()
+    assert f2.result(WAIT) is first
+    assert third is not first
+    assert pool._threads == {first, third}
+
 
 def test_threads_are_threading_threads(new_pool):
     pool = new_pool(3)
