@@ -55,7 +55,7 @@ def test_manylinux_wheel_installs_without_compiler(tmp_path):
     assert "linux_x86_64" not in info.replace("manylinux_", ""), info
     assert any(n.startswith("fastexec/_fastexec.") and n.endswith(".so") for n in names)
     for name in ("fastexec/py.typed", "fastexec/pytest_plugin.py",
-                 "fastexec/_autoinstall/sitecustomize.py"):
+                 "fastexec/pytest-site/sitecustomize.py"):
         assert name in names, names
     assert "fastexec = fastexec.pytest_plugin" in entry_points, entry_points
 
@@ -93,7 +93,7 @@ def test_sdist_carries_docs_and_license_and_one_version(tmp_path):
         assert "docs/" + path.name in names, (path.name, sorted(names))
     assert "LICENSE" in names, sorted(names)
     for name in ("README.md", "src/fastexec.h", "tools/build_wheels.sh",
-                 "python/fastexec/_autoinstall/sitecustomize.py"):
+                 "python/fastexec/pytest-site/sitecustomize.py"):
         assert name in names, name
     # One version: pyproject takes it from fastexec.__version__.
     meta = email.parser.Parser().parsestr(pkg_info)

@@ -433,8 +433,11 @@ def stage_packaging(rep, pythons, venvs, work, env):
     if not sdists or not glob.glob(os.path.join(dist, "*.whl")):
         return fail("no sdist or no wheel")
     with open(log, errors="replace") as f:
+        # setuptools' deprecations, and its "would be ignored" warning about
+        # a directory it takes for a package missing from `packages`.
         warned = [ln.strip() for ln in f if "SetuptoolsDeprecationWarning" in ln
-                  or "License classifiers are deprecated" in ln]
+                  or "License classifiers are deprecated" in ln
+                  or "is absent from the `packages` configuration" in ln]
     if warned:
         return fail("the build warns: " + warned[0])
     if run([it.path, "-m", "venv", "--clear", clean], log, env) != 0:

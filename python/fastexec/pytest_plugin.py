@@ -5,7 +5,7 @@ fastexec's pool (``install(pool=True)``).
 Registered through the ``pytest11`` entry point and off unless asked.  The
 choice reaches the Python subprocesses the tests start: the plugin sets
 ``FASTEXEC_INSTALL`` and puts a directory holding a small ``sitecustomize``
-first on ``PYTHONPATH`` (see ``_autoinstall/sitecustomize.py``).  Like
+first on ``PYTHONPATH`` (see ``pytest-site/sitecustomize.py``).  Like
 pytest-cov's ``--cov``, the value is optional, so write ``--fastexec=pool``
 with the ``=`` and put test paths before a bare ``--fastexec``.
 """
@@ -47,7 +47,7 @@ def pytest_load_initial_conftests(early_config, parser, args):
     if mode is None:
         return
     import fastexec
-    here = os.path.join(os.path.dirname(os.path.abspath(fastexec.__file__)), "_autoinstall")
+    here = os.path.join(os.path.dirname(os.path.abspath(fastexec.__file__)), "pytest-site")
     _saved_env = {k: os.environ.get(k) for k in (ENV, "PYTHONPATH")}
     os.environ[ENV] = mode
     old = os.environ.get("PYTHONPATH")
