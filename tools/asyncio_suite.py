@@ -47,11 +47,9 @@ import json
 import os
 import pkgutil
 import platform
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 
@@ -90,8 +88,7 @@ print(json.dumps(info))
 """
 
 
-def say(*args):
-    print(*args, flush=True)
+say = _cs.say
 
 
 def preflight(shadow, workdir):
@@ -139,10 +136,7 @@ class Run:
         self.log = None
 
     def counts(self):
-        c = {}
-        for r in self.records.values():
-            c[r["outcome"]] = c.get(r["outcome"], 0) + 1
-        return c
+        return _cs.count_outcomes(self.records)
 
     def summary(self):
         c = self.counts()
@@ -279,14 +273,8 @@ def main(argv=None):
     if not ships:
         say("skipped: this Python ships no %s, nothing to compare" % PACKAGE)
         return 0
-    tmp = tempfile.mkdtemp(prefix="fastexec-asyncio-suite-")
-    try:
-        return _main(args, tmp)
-    finally:
-        if args.keep_tmp:
-            say("temporary files kept in %s" % tmp)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    return _cs.run_in_tmp("fastexec-asyncio-suite-", args.keep_tmp,
+                          lambda tmp: _main(args, tmp))
 
 
 def _main(args, tmp):

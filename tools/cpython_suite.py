@@ -356,6 +356,14 @@ def preflight(shadow, mode, workdir):
 # Running one mode
 # ---------------------------------------------------------------------------
 
+def count_outcomes(records):
+    """{outcome: how many} over a run's records (dicts with "outcome")."""
+    c = {}
+    for rec in records.values():
+        c[rec["outcome"]] = c.get(rec["outcome"], 0) + 1
+    return c
+
+
 class RunResult:
     def __init__(self, mode):
         self.mode = mode
@@ -369,10 +377,7 @@ class RunResult:
         self.attempts = 0
 
     def counts(self):
-        c = {}
-        for rec in self.records.values():
-            c[rec["outcome"]] = c.get(rec["outcome"], 0) + 1
-        return c
+        return count_outcomes(self.records)
 
     def summary_line(self):
         c = self.counts()
@@ -756,14 +761,21 @@ def main(argv=None):
             % PACKAGE)
         return 0
 
-    tmp = tempfile.mkdtemp(prefix="fastexec-cpython-suite-")
+    return run_in_tmp("fastexec-cpython-suite-", args.keep_tmp,
+                      lambda tmp: _main(args, tmp))
+
+
+def run_in_tmp(prefix, keep, body):
+    """body(tmp) in a new temporary directory, removed after unless `keep`;
+    its exit status (130 on Ctrl-C)."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
     try:
-        return _main(args, tmp)
+        return body(tmp)
     except KeyboardInterrupt:
         say("interrupted")
         return 130
     finally:
-        if args.keep_tmp:
+        if keep:
             say("temporary files kept in %s" % tmp)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
