@@ -43,6 +43,18 @@
  *  80-89 us); the HTTP app at 32 connections moved within its noise,
  *  7.6k vs 7.9k req/s.)
  * An idle pool never spins: the budget falls to SPIN_MIN.
+ *
+ * The loop's half (tried, not kept).  The other wake-up of a round trip is
+ * the loop's, out of epoll_wait, when the outcome's wakeup byte arrives.  A
+ * selector that, with jobs of its own in flight, polled the channel without
+ * the GIL for a moment before sleeping (gated off after a miss or a
+ * preemption) took the idle sequential round trip from 33-34 to 15-18 us
+ * (Python 3.13, stdlib 80-100), but the four-hop HTTP app lost by it: one
+ * connection 3.33k -> 2.85k req/s with a 40 us budget, 3.39k -> 3.19k with
+ * 12 us; 32 connections 8.97k -> 8.01k; CPU per call at 500 calls/s 67-69
+ * -> 84-108 us.  There the loop, the worker and the HTTP client share two
+ * cores, and a spinning loop takes the CPU one of them needed.  (Branch
+ * proto-loopspin in the project's history of 2026-12-04.)
  */
 /* No Python.h here, which would ask for POSIX 2008 itself; _GNU_SOURCE
  * for RUSAGE_THREAD. */
