@@ -5,11 +5,15 @@ import asyncio
 import asyncio.base_events
 import concurrent.futures
 import concurrent.futures.thread
+import platform
+import subprocess
+import sys
 import warnings
 
 import pytest
 
 import fastexec
+from support import WAIT
 
 STDLIB_POOL = concurrent.futures.thread.ThreadPoolExecutor
 PATH_NONE = "loop.run_in_executor(None, ...)"
@@ -137,3 +141,34 @@ def test_status_default_executor_overriding_submit():
 
     st = asyncio.run(main())
     assert "overrides submit" in st["paths"][PATH_NONE]
+
+
+@pytest.mark.parametrize("args, installed, pool", [
+    ([], "install(): in effect", "the stdlib's"),
+    (["--pool"], "install(): in effect", "fastexec's pool"),
+    (["--no-install"], "install(): not in effect", "the stdlib's"),
+])
+def test_status_command(args, installed, pool):
+    # `python -m fastexec status`: what the README's one-liner printed.
+    r = subprocess.run([sys.executable, "-m", "fastexec", "status", *args],
+                       capture_output=True, text=True, timeout=WAIT,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0] == "fastexec %s on CPython %s" % (fastexec.__version__,
+                                                    platform.python_version())
+    assert lines[1] == installed
+    assert pool in lines[2]
+    paths = dict((k.strip(), v.strip()) for k, v in
+                 (ln.strip().rsplit("  ", 1) for ln in lines[4:]))
+    assert len(paths) == 5
+    verdict = paths[PATH_NONE]
+    assert (verdict == "fast") == ("--no-install" not in args), verdict
+
+
+def test_status_command_refuses_bad_arguments():
+    r = subprocess.run([sys.executable, "-m", "fastexec", "status", "--pool",
+                        "--no-install"], capture_output=True, text=True,
+                       timeout=WAIT, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2
+    assert "not allowed with argument" in r.stderr
