@@ -166,7 +166,10 @@ worker_back(fe_core *c, fe_worker *w)
  * (in half of the runs of 8 clients x 10 sequential 2 ms calls, Python
  * 3.13; the stdlib's pool, whose idle semaphore is released after the
  * outcome, in nearly all).  So a pool never holds more threads than it had
- * jobs in hand or queued when it last started one. */
+ * jobs in hand or queued when it last started one.  The jobs a starting
+ * thread was counted for depend on it: if it leaves without taking one (its
+ * condition variable or initializer failed and the pool did not break), it
+ * finds or starts a worker for them first (core_replace_starting). */
 static inline int
 core_can_start(fe_core *c)
 {
@@ -203,6 +206,26 @@ wake_one(fe_core *c, int deferred)
     w->deferred = deferred;
     worker_heading(c, w);
     pthread_cond_signal(&w->cv);
+    return 1;
+}
+
+/* Queued work and no worker idle, spinning or heading for the queue: wake
+ * one (`deferred`: by a cascade, see "Waking") or reserve a new thread
+ * (counted in nthreads, nspawning and nstarting: the caller starts it with
+ * spawn_worker once mu is released).  Returns 1 if a thread was reserved.
+ * mu held. */
+static int
+core_reserve_worker(fe_core *c, int deferred)
+{
+    FE_ASSERT_HELD(&c->mu);
+    if (c->queue.head == NULL || c->spinning ||
+        __atomic_load_n(&c->nheading, __ATOMIC_SEQ_CST) > 0 ||
+        wake_one(c, deferred) || !core_can_start(c) ||
+        c->shutdown || c->broken || fe_interpreter_shutdown(c->st))
+        return 0;
+    c->nthreads++;
+    c->nspawning++;
+    c->nstarting++;
     return 1;
 }
 
@@ -423,14 +446,7 @@ fe_core_enqueue(fe_core *c, fe_job *job)
     /* A spinning worker, or one heading for the queue, takes the first
      * queued job without being woken, and passes the baton if more are
      * queued (see "Waking" and worker_heading). */
-    if (c->spinning || __atomic_load_n(&c->nheading, __ATOMIC_SEQ_CST) > 0)
-        ;
-    else if (!wake_one(c, 0) && core_can_start(c)) {
-        c->nthreads++;
-        c->nspawning++;
-        c->nstarting++;
-        spawn = 1;
-    }
+    spawn = core_reserve_worker(c, 0);
     fe_mutex_unlock(&c->mu);
     if (spawn && spawn_worker(c) < 0) {
         /* As the stdlib: the job stays queued for the other workers, the
@@ -438,6 +454,22 @@ fe_core_enqueue(fe_core *c, fe_job *job)
         return -1;
     }
     return 0;
+}
+
+/* A thread counted in nstarting leaves without having taken a job (its
+ * condition variable or its initializer failed, the pool not broken): the
+ * jobs it was counted for may have no other thread coming (no thread was
+ * started for them: core_can_start), so find or start one now.  GIL held,
+ * mu not held. */
+static void
+core_replace_starting(fe_core *c)
+{
+    FE_ASSERT_GIL();
+    fe_mutex_lock(&c->mu);
+    int spawn = core_reserve_worker(c, 0);
+    fe_mutex_unlock(&c->mu);
+    if (spawn && spawn_worker(c) < 0)
+        PyErr_WriteUnraisable((PyObject *)c);
 }
 
 /* --------------------------------------------------------- worker loop */
@@ -514,16 +546,7 @@ core_next_job(fe_core *c, fe_worker *w, fe_outcome prev, int *idle_exit)
             c->nrunning++;
             /* More queued and no other worker heading for the queue: pass
              * the baton (see "Waking"); start a thread if none is idle. */
-            int spawn = 0;
-            if (c->queue.head != NULL && !c->spinning &&
-                __atomic_load_n(&c->nheading, __ATOMIC_SEQ_CST) == 0 &&
-                !wake_one(c, 1) && core_can_start(c) &&
-                !c->shutdown && !c->broken && !fe_interpreter_shutdown(c->st)) {
-                c->nthreads++;
-                c->nspawning++;
-                c->nstarting++;
-                spawn = 1;
-            }
+            int spawn = core_reserve_worker(c, 1);
             fe_mutex_unlock(&c->mu);
             if (spawn && spawn_worker(c) < 0)
                 PyErr_WriteUnraisable((PyObject *)c);
@@ -685,6 +708,7 @@ core_worker(fe_core *c, PyObject *ticket)
         }
         ticket_byte(ticket)[0] = TICKET_ABANDONED;
         fe_mutex_unlock(&c->mu);
+        core_replace_starting(c);
         PyErr_SetString(PyExc_OSError, "pthread_cond_init failed");
         return NULL;
     }
@@ -735,6 +759,7 @@ core_worker(fe_core *c, PyObject *ticket)
             worker_started(c, &w);
             c->nthreads--;
             fe_mutex_unlock(&c->mu);
+            core_replace_starting(c);   /* nothing if the pool broke */
             goto leave;
         }
         Py_DECREF(r);
