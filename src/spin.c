@@ -53,8 +53,9 @@
  * connection 3.33k -> 2.85k req/s with a 40 us budget, 3.39k -> 3.19k with
  * 12 us; 32 connections 8.97k -> 8.01k; CPU per call at 500 calls/s 67-69
  * -> 84-108 us.  There the loop, the worker and the HTTP client share two
- * cores, and a spinning loop takes the CPU one of them needed.  (Branch
- * proto-loopspin in the project's history of 2026-12-04.)
+ * cores, and a spinning loop takes the CPU one of them needed.  (Measured
+ * on 2026-12-04 with a prototype that was not merged; these figures are its
+ * record.)
  */
 /* No Python.h here, which would ask for POSIX 2008 itself; _GNU_SOURCE
  * for RUSAGE_THREAD. */
