@@ -134,6 +134,43 @@ def test_app_workload_with_the_bundled_client(tmp_path):
         assert data["contenders"]["install()"]
 
 
+def test_app_noop_workload(tmp_path):
+    """The same server with no-op hops (opt-in): the bridge's share of the
+    app.  Its servers really ran the no-op hops, the app's the real ones."""
+    out = tmp_path / "noop.json"
+    text = check_ok(run_bench("bench", "--only", "app,app-noop", "--client",
+                              "bundled", "--connections", "4", *TINY_APP,
+                              "--json", str(out)))
+    assert "HTTP app, no-op hops, 4 connections  (req/s, higher is better)" \
+        in text
+    assert "app.py --hops noop" in text
+    rows = rows_of(json.loads(out.read_text()))
+    for name in APP_CONTENDERS:
+        for workload, hops in (("app", "real"), ("app-noop", "noop")):
+            row = rows[(workload, name)]
+            check_row(row)
+            extras = row["extras"][0]
+            assert extras["server_hops"] == hops, (workload, name)
+            assert extras["requests"] > 0 and extras["errors"] == 0
+            assert extras["non_2xx"] == 0
+    assert rows[("app-noop", "inline (no thread)")]["reference"] is True
+
+
+def test_app_noop_hops_answer_like_the_real_ones(tmp_path):
+    """Same response for the same request, from either set of hops (the
+    same JSON to encode: only the hops' work differs)."""
+    from fastexec._bench import app
+    app.make_data(str(tmp_path))
+    real, noop = app._Hops(str(tmp_path)), app._NoopHops(str(tmp_path))
+    assert real.stat() == noop.stat() == app.FILE_SIZE
+    assert real.read() == noop.read() == app.FILE_SIZE
+    assert len(real.digest()) == len(noop.digest()) == 16
+    for key in (1, 500, app.ROWS):
+        assert real.query(key) == noop.query(key) == "value-%d" % key
+    with pytest.raises(SystemExit):
+        app.serve("inline", str(tmp_path), hops="bogus")
+
+
 STARLETTE_CONTENDERS = ["stdlib", "install()", "inline (no thread)"]
 
 
@@ -207,7 +244,9 @@ def test_starlette_runs_only_when_named():
     from fastexec._bench import cli
     parser = cli.build_parser()
     assert "starlette" not in cli._select(parser, None)
+    assert "app-noop" not in cli._select(parser, None)
     assert "app" in cli._select(parser, None)
+    assert cli._select(parser, "app-noop,app") == ["app", "app-noop"]
     assert cli._select(parser, "starlette,app") == ["app", "starlette"]
 
 

@@ -3,7 +3,7 @@
 This file is also a script, run in child processes by the benchmark (it
 imports nothing of fastexec unless its mode needs it)::
 
-    python app.py serve --mode MODE --data DIR
+    python app.py serve --mode MODE --data DIR [--hops real|noop]
         prints "READY <port>", serves http://127.0.0.1:<port>/ until its
         stdin closes, then prints "DONE <json>" (requests served, CPU time)
     python app.py load --port P --connections C --duration S --warmup S
@@ -17,7 +17,10 @@ The handler, per request, one hop after the other (as an app's are):
 3. read the 2 KB file                  (``asyncio.to_thread``)
 4. one sqlite3 query by primary key    (``asyncio.to_thread``)
 
-then it answers a small JSON document, on HTTP/1.1 keep-alive.  The modes are
+then it answers a small JSON document, on HTTP/1.1 keep-alive.  With
+``--hops noop`` the four functions return the same values at once, touching
+nothing: what is left of a thread hop is the bridge's own cost (the
+``app-noop`` workload).  The modes are
 the contenders: ``stdlib`` (that code, on the stdlib), ``install`` (the same
 code after ``fastexec.install()``), ``pool`` (each hop ``await pool.run(...)``
 on a ``fastexec.ThreadPoolExecutor``) and ``inline`` (the four calls made on the
@@ -36,6 +39,7 @@ import threading
 import time
 
 MODES = ("stdlib", "install", "pool", "inline")
+HOPS = ("real", "noop")
 FILE_NAME = "payload.bin"
 DB_NAME = "app.sqlite3"
 FILE_SIZE = 2048
@@ -90,6 +94,26 @@ class _Hops:
         return row[0]
 
 
+class _NoopHops:
+    """The same four functions, returning what the real ones return at
+    once, touching nothing (the same response, the same JSON to encode)."""
+
+    def __init__(self, directory):
+        self.digest_value = "0" * 16
+
+    def stat(self):
+        return FILE_SIZE
+
+    def digest(self):
+        return self.digest_value
+
+    def read(self):
+        return FILE_SIZE
+
+    def query(self, key):
+        return "value-%d" % key
+
+
 def _respond_factory(mode, hops):
     """``respond(n) -> dict``, the handler's four hops for *mode*."""
     if mode == "inline":
@@ -124,8 +148,8 @@ _HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
          b"Content-Length: %d\r\n\r\n")
 
 
-async def _serve(mode, directory, ready):
-    hops = _Hops(directory)
+async def _serve(mode, directory, ready, hops_kind="real"):
+    hops = (_NoopHops if hops_kind == "noop" else _Hops)(directory)
     respond, pool = _respond_factory(mode, hops)
     served = [0]
     stop = asyncio.Event()
@@ -169,9 +193,11 @@ async def _serve(mode, directory, ready):
     return served[0]
 
 
-def serve(mode, directory):
+def serve(mode, directory, hops="real"):
     if mode not in MODES:
         raise SystemExit("unknown mode %r" % (mode,))
+    if hops not in HOPS:
+        raise SystemExit("unknown hops %r" % (hops,))
     if mode == "install":
         import fastexec
         fastexec.install()
@@ -182,10 +208,11 @@ def serve(mode, directory):
         sys.stdout.write("READY %d\n" % port)
         sys.stdout.flush()
 
-    served = asyncio.run(_serve(mode, directory, ready))
+    served = asyncio.run(_serve(mode, directory, ready, hops))
     times = os.times()
     sys.stdout.write("DONE %s\n" % json.dumps({
-        "served": served, "cpu_seconds": times.user + times.system}))
+        "served": served, "cpu_seconds": times.user + times.system,
+        "hops": hops}))
     sys.stdout.flush()
 
 
@@ -415,19 +442,23 @@ def _run_load(client, port, connections, duration, warmup):
 
 
 def run_round(mode, data_dir, connections, duration, warmup, wrk=None,
-              script=None):
+              script=None, hops="real"):
     """One round: start the server in *mode*, load it, stop it.
 
     Returns the load's dict (requests_per_second, latencies, errors) plus the
     server's CPU seconds (and whatever else its DONE line says, as
     ``server_<key>``).  wrk is the wrk executable, or None for the bundled
     client.  script is the server's script (``serve --mode --data``, the
-    protocol of this one, which is the default).
+    protocol of this one, which is the default); hops="noop" asks this one
+    for its no-op hops.
     """
     import subprocess
+    command = [sys.executable, script or _APP, "serve", "--mode", mode,
+               "--data", data_dir]
+    if hops != "real":
+        command += ["--hops", hops]
     proc = subprocess.Popen(
-        [sys.executable, script or _APP, "serve", "--mode", mode, "--data",
-         data_dir],
+        command,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         env=_child_env())
     try:
@@ -473,6 +504,7 @@ def main(argv=None):
     p = commands.add_parser("serve")
     p.add_argument("--mode", choices=MODES, required=True)
     p.add_argument("--data", required=True)
+    p.add_argument("--hops", choices=HOPS, default="real")
     p = commands.add_parser("load")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--connections", type=int, required=True)
@@ -480,7 +512,7 @@ def main(argv=None):
     p.add_argument("--warmup", type=float, default=0.0)
     args = parser.parse_args(argv)
     if args.command == "serve":
-        serve(args.mode, args.data)
+        serve(args.mode, args.data, args.hops)
     else:
         load(args.port, args.connections, args.duration, args.warmup)
     return 0

@@ -46,10 +46,11 @@ class AppSession:
     """A contender of the app workload; every round starts its own server
     process (so rounds are also separate processes)."""
 
-    def __init__(self, mode, settings, script=None):
+    def __init__(self, mode, settings, script=None, hops="real"):
         self.mode = mode
         self.settings = settings
         self.script = script
+        self.hops = hops
 
     def close(self):
         pass
@@ -94,15 +95,17 @@ class AppSettings:
 def measure(session, connections):
     s = session.settings
     result = app.run_round(session.mode, s.data_dir, connections, s.duration,
-                           s.warmup, s.wrk, script=session.script)
+                           s.warmup, s.wrk, script=session.script,
+                           hops=session.hops)
     result["client"] = "wrk" if s.wrk else "bundled"
     return result["requests_per_second"], result
 
 
 def make_workloads(settings, connections=32):
-    def workload(key, conns, title, contenders, script, description):
+    def workload(key, conns, title, contenders, script, description,
+                 hops="real"):
         def open_session(env, name, max_workers):
-            return AppSession(contenders[name][0], settings, script)
+            return AppSession(contenders[name][0], settings, script, hops)
 
         return Workload(
             key, title, "req/s", "higher", list(contenders), measure,
@@ -122,6 +125,13 @@ def make_workloads(settings, connections=32):
                      None, raw),
             workload("app-1", 1, "HTTP app, 1 connection", CONTENDERS, None,
                      raw),
+            workload("app-noop", connections,
+                     "HTTP app, no-op hops, %d connections" % connections,
+                     CONTENDERS, None,
+                     "the HTTP app's server, %d connection%s, with its 4 "
+                     "hops' functions returning the same values at once "
+                     "(app.py --hops noop): what a hop costs besides its "
+                     "work, the bridge's share of the app", hops="noop"),
             workload("starlette", connections,
                      "Starlette app, %d connections" % connections,
                      STARLETTE_CONTENDERS, STARLETTE_SCRIPT,
@@ -133,6 +143,6 @@ def make_workloads(settings, connections=32):
                      "runs it in a worker thread), async for inline")]
 
 
-WORKLOAD_KEYS = ["app", "app-1", "starlette"]
-# Run only when named (--only starlette): not part of the default run.
-OPT_IN_KEYS = ["starlette"]
+WORKLOAD_KEYS = ["app", "app-1", "app-noop", "starlette"]
+# Run only when named (--only starlette,app-noop): not part of the default run.
+OPT_IN_KEYS = ["app-noop", "starlette"]

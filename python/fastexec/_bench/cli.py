@@ -32,8 +32,8 @@ def build_parser(prog=None):
                              "quick 3)")
     parser.add_argument("--only", metavar="WORKLOAD[,..]",
                         help="run only these workloads: %s, or 'micro' for "
-                             "all micro ones (default: all but %s, which "
-                             "runs only when named)" % (
+                             "all micro ones (default: all but %s: those "
+                             "run only when named)" % (
                                  ", ".join(WORKLOAD_KEYS),
                                  ", ".join(app_workload.OPT_IN_KEYS)))
     parser.add_argument("--load", type=int, default=0, metavar="N",
