@@ -56,6 +56,17 @@
  * cores, and a spinning loop takes the CPU one of them needed.  (Measured
  * on 2026-12-04 with a prototype that was not merged; these figures are its
  * record.)
+ *
+ * A free-core gate (tried, not kept).  Spinning only while the machine ran
+ * no more threads than it has cores (/proc/loadavg's count of runnable
+ * threads, read at most once a millisecond) left the idle round trip as it
+ * was (27-34 us/call, Python 3.11/3.14/3.15) and beside one CPU-bound
+ * process took 13.5-15.8 us instead of 14.4-16.5, within that load's noise.
+ * Beside two, it did not remove the slow rounds it was meant for (rounds
+ * of 60-122 us among rounds of 13-15 us, Python 3.15): a build that never
+ * spins has them too, so they come from where the scheduler puts the loop
+ * and the worker, not from the spin.  (2026-12-05, measured with a
+ * prototype that was not merged.)
  */
 /* No Python.h here, which would ask for POSIX 2008 itself; _GNU_SOURCE
  * for RUSAGE_THREAD. */
